@@ -1,0 +1,15 @@
+"""agentgym's environments, installed as ``agentgym.envs``.
+
+Each environment lives in its own module and is registered here, once, by a versioned id.
+Entry points are import paths, so ``import agentgym`` stays fast: an environment's module
+(and its data) loads on the first ``gymnasium.make`` of that id.
+"""
+
+from agentgym.core.registry import register_env
+
+register_env(
+    "agentgym/Calculator-v0",
+    "agentgym.envs.calculator:CalculatorEnv",
+    description="Multi-turn arithmetic with calculator tools (built with the public tools API).",
+    max_episode_steps=24,
+)

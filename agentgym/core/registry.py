@@ -1,0 +1,222 @@
+"""Registration of agentgym environments with Gymnasium.
+
+Every environment is registered once, by a versioned id, through :func:`register_env`,
+which records a one-line description for :func:`list_envs` and wraps the entry point so
+that an unknown keyword argument fails with the list of valid ones (and a "did you mean")
+instead of a bare ``TypeError``. Entry points are import paths, so registering does not
+import heavy environment modules; the module loads on the first ``gymnasium.make``.
+
+Example:
+    >>> import gymnasium as gym
+    >>> import agentgym
+    >>> "agentgym/Calculator-v0" in agentgym.list_envs()
+    True
+    >>> gym.make("agentgym/Calculator-v0", difficulty="easy").spec.max_episode_steps
+    24
+    >>> gym.make("agentgym/Calculator-v0", dificulty="easy")
+    Traceback (most recent call last):
+    ...
+    TypeError: agentgym/Calculator-v0 got an unknown argument 'dificulty'. Did you mean \
+'difficulty'? Valid arguments: ...
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+import inspect
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import gymnasium as gym
+
+__all__ = [
+    "EnvFactory",
+    "check_choice",
+    "list_envs",
+    "make",
+    "register_env",
+    "register_tool_env",
+]
+
+NAMESPACE = "agentgym"
+_DESCRIPTIONS: dict[str, str] = {}
+
+
+class EnvFactory:
+    """A picklable entry point that imports the class lazily and checks keyword arguments."""
+
+    def __init__(self, target: str | Callable[..., gym.Env], env_id: str) -> None:
+        self.target = target
+        self.env_id = env_id
+
+    def resolve(self) -> Callable[..., gym.Env]:
+        """The environment class (or factory function) this entry point builds."""
+        if callable(self.target):
+            return self.target
+        module_name, _, attribute = self.target.partition(":")
+        return getattr(importlib.import_module(module_name), attribute)
+
+    @property
+    def metadata(self) -> Mapping[str, Any]:
+        # gymnasium.make reads render modes from the entry point's metadata.
+        return getattr(self.resolve(), "metadata", {"render_modes": []})
+
+    def valid_arguments(self) -> list[str]:
+        """Keyword arguments the constructor accepts."""
+        signature = inspect.signature(self.resolve())
+        return [
+            name
+            for name, parameter in signature.parameters.items()
+            if parameter.kind in (parameter.KEYWORD_ONLY, parameter.POSITIONAL_OR_KEYWORD)
+        ]
+
+    def __call__(self, **kwargs: Any) -> gym.Env:
+        target = self.resolve()
+        valid = self.valid_arguments()
+        unknown = [name for name in kwargs if name not in valid]
+        if unknown:
+            name = unknown[0]
+            close = difflib.get_close_matches(name, valid, n=1)
+            hint = f" Did you mean '{close[0]}'?" if close else ""
+            raise TypeError(
+                f"{self.env_id} got an unknown argument '{name}'.{hint} "
+                f"Valid arguments: {', '.join(valid)}"
+            )
+        return target(**kwargs)
+
+    def __repr__(self) -> str:
+        return f"EnvFactory({self.target!r})"
+
+
+def register_env(
+    env_id: str,
+    entry_point: str | Callable[..., gym.Env],
+    *,
+    description: str,
+    max_episode_steps: int | None,
+    kwargs: Mapping[str, Any] | None = None,
+    override: bool = False,
+) -> None:
+    """Register an environment with Gymnasium (and :func:`list_envs`).
+
+    Args:
+        env_id: Versioned id, e.g. ``"agentgym/ToolUse-v0"`` or ``"myorg/Shop-v0"``.
+        entry_point: ``"module:Class"`` (imported on first make) or a callable.
+        description: One line shown by :func:`list_envs`.
+        max_episode_steps: Time limit applied by ``gymnasium.make`` (``None``: no limit).
+        kwargs: Default constructor arguments (overridable in ``make``).
+        override: Replace an existing registration with the same id.
+    """
+    existing = gym.registry.get(env_id)
+    if (
+        existing is not None
+        and not override
+        and isinstance(existing.entry_point, EnvFactory)
+        and isinstance(entry_point, str)
+        and existing.entry_point.target == entry_point
+    ):
+        # The same module imported twice (e.g. under another name by a test runner).
+        return
+    if existing is not None and not override:
+        raise ValueError(
+            f"Environment id {env_id!r} is already registered; pick another id or pass "
+            "override=True to replace it."
+        )
+    if "\n" in description:
+        raise ValueError("description must be one line")
+    gym.register(
+        id=env_id,
+        entry_point=EnvFactory(entry_point, env_id),
+        max_episode_steps=max_episode_steps,
+        kwargs=dict(kwargs or {}),
+    )
+    _DESCRIPTIONS[env_id] = description
+
+
+def register_tool_env(
+    env_id: str,
+    *,
+    tools: Sequence[Any],
+    tasks: Sequence[Any],
+    checker: Callable[..., Any],
+    description: str,
+    max_episode_steps: int = 50,
+    override: bool = False,
+    **env_kwargs: Any,
+) -> None:
+    """Register a :class:`~agentgym.core.tool_env.ToolEnv` built from your tools and tasks.
+
+    One call makes ``gymnasium.make(env_id)`` work; ``env_kwargs`` (``turn_checker``,
+    ``system_prompt``, ``parser``, ``max_steps_per_turn``, ...) become the defaults.
+
+    Example:
+        >>> from agentgym import ToolTask, tool, register_tool_env
+        >>> @tool
+        ... def shout(text: str) -> str:
+        ...     '''Upper-case a text.
+        ...
+        ...     Args:
+        ...         text: What to shout.
+        ...     '''
+        ...     return text.upper()
+        >>> register_tool_env(
+        ...     "docs/Shout-v0", tools=[shout], description="Shout back.",
+        ...     tasks=[ToolTask(id="hi", turns=("Shout 'hi'.",))],
+        ...     checker=lambda ep: any(r.result.content == "HI" for r in ep.calls),
+        ...     override=True)
+        >>> import gymnasium as gym
+        >>> gym.make("docs/Shout-v0").reset(seed=0)[0]
+        "Shout 'hi'."
+    """
+    from agentgym.core.tool_env import ToolEnv
+
+    register_env(
+        env_id,
+        ToolEnv,
+        description=description,
+        max_episode_steps=max_episode_steps,
+        kwargs={"tools": list(tools), "tasks": list(tasks), "checker": checker, **env_kwargs},
+        override=override,
+    )
+
+
+def list_envs(namespace: str | None = None) -> dict[str, str]:
+    """Registered agentgym environments (and users' own) with one-line descriptions.
+
+    Args:
+        namespace: Only ids in this namespace (e.g. ``"agentgym"``); ``None``: all.
+    """
+    return {
+        env_id: description
+        for env_id, description in sorted(_DESCRIPTIONS.items())
+        if namespace is None or env_id.startswith(f"{namespace}/")
+    }
+
+
+def make(env_id: str, **kwargs: Any) -> gym.Env:
+    """``gymnasium.make``, with an error listing every registered id for an unknown id."""
+    if env_id not in gym.registry:
+        known = list(_DESCRIPTIONS) or sorted(gym.registry)
+        close = difflib.get_close_matches(env_id, known, n=3)
+        hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
+        raise gym.error.NameNotFound(
+            f"Unknown environment id {env_id!r}.{hint} Registered agentgym environments: "
+            f"{', '.join(known)}"
+        )
+    return gym.make(env_id, **kwargs)
+
+
+def check_choice(name: str, value: Any, choices: Sequence[Any]) -> None:
+    """Raise ``ValueError`` naming the valid choices when ``value`` is not one of them.
+
+    >>> check_choice("split", "tset", ["train", "test"])
+    Traceback (most recent call last):
+    ...
+    ValueError: split='tset' is not valid. Did you mean 'test'? Valid: 'train', 'test'
+    """
+    if value in choices:
+        return
+    close = difflib.get_close_matches(str(value), [str(c) for c in choices], n=1)
+    hint = f" Did you mean {close[0]!r}?" if close else ""
+    raise ValueError(f"{name}={value!r} is not valid.{hint} Valid: {', '.join(map(repr, choices))}")

@@ -1,0 +1,453 @@
+"""Multi-turn tool-use environments built from your own tools and tasks.
+
+A :class:`ToolEnv` runs conversations in which a user gives one or more turns of
+instructions and the agent calls tools (in the format of a pluggable parser) until it
+answers without a call, which ends the turn. A checker judges the whole episode.
+
+The parts you provide:
+
+* tools: functions or methods decorated with :func:`agentgym.tool`; a parameter typed
+  :class:`~agentgym.core.tools.State` receives the episode's state;
+* tasks: :class:`ToolTask` records (initial state, user turns, optionally the ground-truth
+  calls of each turn and the expected answer);
+* a checker: ``checker(episode) -> Evaluation | bool | float`` looking at the final
+  :class:`ToolEpisode` (state, calls, responses); optionally a ``turn_checker`` for
+  per-turn verdicts, which also gives partial ``progress``.
+
+Register it under your own id in one call with :func:`agentgym.register_tool_env`, then
+``gymnasium.make`` it like any other environment.
+
+Example:
+    >>> from agentgym import State, ToolEnv, ToolTask, tool
+    >>> @tool
+    ... def deposit(amount: int, account: State) -> int:
+    ...     '''Deposit money and return the new balance.
+    ...
+    ...     Args:
+    ...         amount: Amount in dollars.
+    ...     '''
+    ...     account["balance"] += amount
+    ...     return account["balance"]
+    >>> task = ToolTask(id="t0", turns=("Deposit 5 dollars.",), initial_state={"balance": 10})
+    >>> env = ToolEnv(tools=[deposit], tasks=[task],
+    ...               checker=lambda episode: episode.state["balance"] == 15)
+    >>> observation, info = env.reset(seed=0)
+    >>> observation
+    'Deposit 5 dollars.'
+    >>> env.step('<tool_call>{"name": "deposit", "arguments": {"amount": 5}}</tool_call>')[0]
+    '15'
+    >>> observation, reward, terminated, truncated, info = env.step("Done, the balance is 15.")
+    >>> reward, terminated, info["success"]
+    (1.0, True, True)
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from agentgym.core.env import Evaluation, TextEnv, Transition
+from agentgym.core.parsing import ToolCall, ToolCallParser, get_parser
+from agentgym.core.policy import ScriptedPolicy
+from agentgym.core.tasks import TaskSet
+from agentgym.core.tools import State, Tool, ToolResult, ToolSet
+
+__all__ = [
+    "CallRecord",
+    "Checker",
+    "ToolEnv",
+    "ToolEnvExpert",
+    "ToolEpisode",
+    "ToolTask",
+    "normalize_evaluation",
+]
+
+DEFAULT_SYSTEM_PROMPT = (
+    "You are a helpful assistant that solves the user's request by calling tools. "
+    "Call tools when you need information or need to change something; when the request "
+    "is done, answer the user in plain text without a tool call."
+)
+
+
+@dataclass(frozen=True)
+class ToolTask:
+    """One task of a tool environment.
+
+    Attributes:
+        id: Unique task id.
+        turns: The user's messages, one per turn; the first opens the episode.
+        initial_state: The state the tools start from (deep-copied per episode).
+        ground_truth: For each turn, the calls that solve it (used by experts and checkers).
+        answers: For each turn, the expected final reply (used by experts and checkers).
+        metadata: Anything else (difficulty, category, ...).
+    """
+
+    id: str
+    turns: tuple[str, ...]
+    initial_state: Mapping[str, Any] = field(default_factory=dict)
+    ground_truth: tuple[tuple[ToolCall, ...], ...] | None = None
+    answers: tuple[str, ...] | None = None
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not self.turns:
+            raise ValueError(f"ToolTask {self.id!r} needs at least one user turn.")
+        if isinstance(self.turns, str):
+            raise TypeError(f"ToolTask {self.id!r}: turns must be a sequence of strings.")
+        if self.ground_truth is not None and len(self.ground_truth) != len(self.turns):
+            raise ValueError(
+                f"ToolTask {self.id!r}: ground_truth has {len(self.ground_truth)} turns but "
+                f"turns has {len(self.turns)}."
+            )
+        if self.answers is not None and len(self.answers) != len(self.turns):
+            raise ValueError(
+                f"ToolTask {self.id!r}: answers has {len(self.answers)} entries but turns "
+                f"has {len(self.turns)}."
+            )
+
+
+@dataclass(frozen=True, slots=True)
+class CallRecord:
+    """One tool call the agent made, with its result."""
+
+    turn: int
+    call: ToolCall
+    result: ToolResult
+
+
+@dataclass
+class ToolEpisode:
+    """Everything a checker may look at: the task, final state, calls and responses."""
+
+    task: ToolTask
+    state: State
+    calls: list[CallRecord] = field(default_factory=list)
+    responses: list[str] = field(default_factory=list)
+    finished: bool = False
+
+    def calls_in_turn(self, turn: int) -> list[CallRecord]:
+        """The calls made during ``turn``."""
+        return [record for record in self.calls if record.turn == turn]
+
+
+Checker = Callable[[ToolEpisode], "Evaluation | bool | float"]
+TurnChecker = Callable[[ToolEpisode, int], bool]
+
+
+def normalize_evaluation(result: Evaluation | bool | float) -> Evaluation:
+    """Accept a checker's ``Evaluation``, ``bool`` or ``float`` (reward; 1.0 is success)."""
+    if isinstance(result, Evaluation):
+        return result
+    if isinstance(result, bool | np.bool_):
+        return Evaluation(success=bool(result), reward=float(result))
+    if isinstance(result, int | float | np.number):
+        value = float(result)
+        return Evaluation(success=value >= 1.0, reward=value)
+    raise TypeError(
+        f"A checker must return Evaluation, bool or float, got {type(result).__name__}."
+    )
+
+
+class ToolEnv(TextEnv):
+    """A multi-turn, stateful tool-use environment over user-supplied tools and tasks.
+
+    ## Description
+    Each episode is one task: the user's turns arrive one at a time; within a turn the
+    agent calls tools until it replies without a call. The episode ends after the last
+    turn, and the checker scores it.
+
+    ## Action Space
+    Text in the parser's format (default ``hermes``: ``<tool_call>{json}</tool_call>``).
+
+    ## Observation Space
+    Text: the user's turn, tool results, or an error that says what was wrong and what is
+    valid (malformed call, unknown tool, bad arguments). Errors never change the state.
+
+    ## Rewards
+    The checker's reward at the end of the episode (1.0 for success by default), 0 before.
+
+    ## Episode End
+    Terminates after the agent's reply to the last turn. Truncation comes from
+    ``max_episode_steps`` at registration. A turn with more than
+    ``max_steps_per_turn`` actions is ended for the agent.
+
+    ## Arguments
+    ``tools``, ``tasks``, ``checker``, ``turn_checker``, ``system_prompt``, ``parser``,
+    ``max_steps_per_turn``, plus :class:`~agentgym.core.env.TextEnv`'s arguments.
+
+    ## Version History
+    * v0: initial version.
+    """
+
+    def __init__(
+        self,
+        *,
+        tools: Sequence[Tool] | ToolSet,
+        tasks: Sequence[ToolTask] | TaskSet[ToolTask],
+        checker: Checker,
+        turn_checker: TurnChecker | None = None,
+        system_prompt: str = DEFAULT_SYSTEM_PROMPT,
+        parser: str | ToolCallParser = "hermes",
+        max_steps_per_turn: int = 20,
+        max_observation_length: int = 32_768,
+        max_action_length: int = 16_384,
+        render_mode: str | None = None,
+    ) -> None:
+        super().__init__(
+            max_observation_length=max_observation_length,
+            max_action_length=max_action_length,
+            render_mode=render_mode,
+        )
+        if max_steps_per_turn < 1:
+            raise ValueError(f"max_steps_per_turn must be >= 1, got {max_steps_per_turn}")
+        self.toolset = tools if isinstance(tools, ToolSet) else ToolSet(tools)
+        self.tasks = tasks if isinstance(tasks, TaskSet) else TaskSet.from_list(list(tasks))
+        self.checker = checker
+        self.turn_checker = turn_checker
+        self.parser = get_parser(parser)
+        self.max_steps_per_turn = max_steps_per_turn
+        self.system_prompt = system_prompt
+        self._full_system_prompt = (
+            f"{system_prompt}\n\n{self.parser.instructions(self.toolset.schemas)}".strip()
+        )
+        self.episode: ToolEpisode | None = None
+        self._steps_in_turn = 0
+        self._turn_verdicts: list[bool] = []
+
+    # ---------------------------------------------------------------- episode hooks --
+
+    def _start(self, task: ToolTask) -> tuple[str, dict[str, Any]]:
+        state = State(copy.deepcopy(dict(task.initial_state)))
+        self.episode = ToolEpisode(task=task, state=state)
+        self._steps_in_turn = 0
+        self._turn_verdicts = []
+        return task.turns[0], {
+            "system_prompt": self._full_system_prompt,
+            "tools": self.toolset.schemas,
+            "observation_role": "user",
+            "num_turns": len(task.turns),
+        }
+
+    def _act(self, action: str) -> Transition:
+        assert self.episode is not None
+        parsed = self.parser.parse(action)
+        self._steps_in_turn += 1
+        if parsed.error is not None:
+            if self._steps_in_turn >= self.max_steps_per_turn:
+                return self._end_turn("", forced=True)
+            return self._invalid(parsed.error)
+        if parsed.tool_calls:
+            transition = self._run_calls(parsed.tool_calls)
+            if self._steps_in_turn >= self.max_steps_per_turn:
+                forced = self._end_turn("", forced=True)
+                forced.observation = f"{transition.observation}\n\n{forced.observation}"
+                return forced
+            return transition
+        return self._end_turn(parsed.answer if parsed.answer is not None else parsed.content)
+
+    def evaluate(self) -> Evaluation:
+        """Score the episode as it stands; unfinished episodes cannot succeed."""
+        assert self.episode is not None
+        if self.episode.finished:
+            return normalize_evaluation(self.checker(self.episode))
+        progress = self._progress()
+        return Evaluation(
+            success=False,
+            reward=0.0,
+            verdicts={f"turn_{i}": ok for i, ok in enumerate(self._turn_verdicts)},
+            feedback=(
+                f"The episode ended after {self._turn} of {len(self.episode.task.turns)} turns."
+            ),
+            progress=progress,
+        )
+
+    # ---------------------------------------------------------------- internals --
+
+    def _run_calls(self, calls: Sequence[ToolCall]) -> Transition:
+        assert self.episode is not None
+        results = []
+        for call in calls:
+            result = self.toolset.call(call, state=self.episode.state)
+            self.episode.calls.append(CallRecord(self._turn, call, result))
+            results.append((call, result))
+        all_ok = all(result.ok for _, result in results)
+        observation = self.format_results(results)
+        return Transition(
+            observation=observation,
+            action_valid=all_ok,
+            feedback="" if all_ok else "; ".join(r.content for _, r in results if not r.ok),
+            observation_role="tool",
+            progress=self._progress(),
+            info={"tool_results": [{"name": c.name, "ok": r.ok} for c, r in results]},
+        )
+
+    def format_results(self, results: Sequence[tuple[ToolCall, ToolResult]]) -> str:
+        """The observation for one action's tool results (one result: its content alone)."""
+        if len(results) == 1:
+            return results[0][1].content
+        return "\n".join(
+            json.dumps({"name": call.name, "result": result.content}, ensure_ascii=False)
+            for call, result in results
+        )
+
+    def _end_turn(self, response: str, *, forced: bool = False) -> Transition:
+        assert self.episode is not None
+        episode = self.episode
+        episode.responses.append(response)
+        if self.turn_checker is not None:
+            self._turn_verdicts.append(bool(self.turn_checker(episode, self._turn)))
+        self._turn += 1
+        self._steps_in_turn = 0
+        note = (
+            f"[Turn ended: more than {self.max_steps_per_turn} steps without a final answer.]\n"
+            if forced
+            else ""
+        )
+        if self._turn < len(episode.task.turns):
+            return Transition(
+                observation=note + episode.task.turns[self._turn],
+                action_valid=not forced,
+                feedback=note.strip(),
+                progress=self._progress(),
+                observation_role="user",
+            )
+        episode.finished = True
+        evaluation = normalize_evaluation(self.checker(episode))
+        if evaluation.progress is None and self.turn_checker is not None:
+            evaluation.progress = self._progress()
+        if self._turn_verdicts:
+            for index, ok in enumerate(self._turn_verdicts):
+                evaluation.verdicts.setdefault(f"turn_{index}", ok)
+        verdict = "solved" if evaluation.success else "not solved"
+        observation = f"{note}Episode finished: task {verdict} (reward {evaluation.reward:g})."
+        if evaluation.feedback:
+            observation += f"\n{evaluation.feedback}"
+        return Transition(
+            observation=observation,
+            reward=evaluation.reward,
+            terminated=True,
+            action_valid=not forced,
+            feedback=evaluation.feedback,
+            progress=evaluation.progress,
+            evaluation=evaluation,
+        )
+
+    def _progress(self) -> float | None:
+        if self.turn_checker is None or self.episode is None:
+            return None
+        return sum(self._turn_verdicts) / len(self.episode.task.turns)
+
+    def make_expert(self, **kwargs: Any) -> ToolEnvExpert:
+        """A scripted expert that replays each task's ground truth (see :class:`ToolEnvExpert`)."""
+        return ToolEnvExpert(**kwargs)
+
+
+class ToolEnvExpert(ScriptedPolicy):
+    """Follows a task's ground-truth calls, optionally injecting errors.
+
+    Per turn it sends the ground-truth calls (all in one action when the parser allows
+    several, else one per action), then the turn's entry of ``task.answers`` (or "Done.")
+    as the final reply.
+
+    Args:
+        error_rate: Probability that an episode gets one injected error.
+        error_kinds: Which errors to inject: ``"wrong_argument"`` (one argument value
+            changed), ``"skip_call"`` (one call left out), ``"wrong_order"`` (two calls of
+            a turn swapped).
+        seed: Seed of the expert's own RNG (error choices).
+    """
+
+    name = "tool-expert"
+    ERROR_KINDS = ("wrong_argument", "skip_call", "wrong_order")
+
+    def __init__(
+        self,
+        *,
+        error_rate: float = 0.0,
+        error_kinds: Sequence[str] = ERROR_KINDS,
+        seed: int = 0,
+    ) -> None:
+        unknown = sorted(set(error_kinds) - set(self.ERROR_KINDS))
+        if unknown:
+            raise ValueError(f"Unknown error kinds {unknown}; valid: {list(self.ERROR_KINDS)}")
+        if not 0.0 <= error_rate <= 1.0:
+            raise ValueError(f"error_rate must be in [0, 1], got {error_rate}")
+        self.error_rate = error_rate
+        self.error_kinds = tuple(error_kinds)
+        self.rng = np.random.default_rng(seed)
+        self._queue: list[str] = []
+        self.injected: str | None = None
+
+    def reset(self, env: Any, observation: str, info: Mapping[str, Any]) -> None:
+        tool_env = env.unwrapped
+        if not isinstance(tool_env, ToolEnv):
+            raise TypeError(f"ToolEnvExpert needs a ToolEnv, got {type(tool_env).__name__}")
+        task: ToolTask = tool_env.task
+        if task.ground_truth is None:
+            raise ValueError(f"Task {task.id!r} has no ground_truth; the expert cannot act.")
+        turns = [list(calls) for calls in task.ground_truth]
+        self.injected = None
+        if self.error_kinds and self.rng.random() < self.error_rate:
+            self.injected = self._inject(turns)
+        parser = tool_env.parser
+        answers = task.answers or ("Done.",) * len(turns)
+        self._queue = []
+        one_at_a_time = type(parser).__name__ == "ReActParser"
+        for calls, answer in zip(turns, answers, strict=True):
+            if calls and one_at_a_time:
+                self._queue.extend(parser.format_calls([call]) for call in calls)
+            elif calls:
+                self._queue.append(parser.format_calls(calls))
+            self._queue.append(parser.format_answer(str(answer)))
+
+    def act(self, observation: str, info: Mapping[str, Any]) -> str:
+        return self._queue.pop(0) if self._queue else "Done."
+
+    def _inject(self, turns: list[list[ToolCall]]) -> str | None:
+        kinds = list(self.error_kinds)
+        self.rng.shuffle(kinds)
+        for kind in kinds:
+            if kind == "wrong_order":
+                candidates = [t for t, calls in enumerate(turns) if len(calls) >= 2]
+            else:
+                candidates = [t for t, calls in enumerate(turns) if calls]
+            if kind == "wrong_argument":
+                candidates = [t for t in candidates if any(c.arguments for c in turns[t])]
+            if not candidates:
+                continue
+            turn = candidates[int(self.rng.integers(len(candidates)))]
+            calls = turns[turn]
+            if kind == "skip_call":
+                calls.pop(int(self.rng.integers(len(calls))))
+            elif kind == "wrong_order":
+                i = int(self.rng.integers(len(calls) - 1))
+                calls[i], calls[i + 1] = calls[i + 1], calls[i]
+            else:
+                index = int(self.rng.choice([i for i, c in enumerate(calls) if c.arguments]))
+                calls[index] = _perturb_call(calls[index], self.rng)
+            return kind
+        return None
+
+
+def _perturb_call(call: ToolCall, rng: np.random.Generator) -> ToolCall:
+    """The same call with one argument value changed to a plausible wrong value."""
+    name = sorted(call.arguments)[int(rng.integers(len(call.arguments)))]
+    value = call.arguments[name]
+    if isinstance(value, bool):
+        wrong: Any = not value
+    elif isinstance(value, int):
+        wrong = value + int(rng.integers(1, 10))
+    elif isinstance(value, float):
+        wrong = value + float(rng.integers(1, 10))
+    elif isinstance(value, str):
+        wrong = value[::-1] if len(set(value)) > 1 else value + "x"
+    else:
+        wrong = None
+    arguments = dict(call.arguments)
+    arguments[name] = wrong
+    return ToolCall(call.name, arguments, id=call.id)
