@@ -540,11 +540,13 @@ def test_toolset_dispatch_and_unknown_tool() -> None:
     assert tools.call(ToolCall("zzz")).content == (
         "Error: unknown tool 'zzz'. Available tools: add, search"
     )
-    assert ToolSet().call(ToolCall("x")).content == "Error: unknown tool 'x'. Available tools: (none)"
+    assert (
+        ToolSet().call(ToolCall("x")).content == "Error: unknown tool 'x'. Available tools: (none)"
+    )
 
 
 def test_toolset_rejects_duplicates() -> None:
-    with pytest.raises(ValueError, match="Duplicate tool name 'add' in ToolSet."):
+    with pytest.raises(ValueError, match=r"Duplicate tool name 'add' in ToolSet\."):
         ToolSet([add, scale, add])
 
 
@@ -675,8 +677,9 @@ def test_raw_arguments_for_parameterless_tool() -> None:
 json_scalars = st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=10)
 json_values = st.recursive(
     json_scalars,
-    lambda children: st.lists(children, max_size=4)
-    | st.dictionaries(st.text(max_size=5), children, max_size=4),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=5), children, max_size=4)
+    ),
     max_leaves=12,
 )
 names = st.sampled_from(["add", "scale", "search", "everything", "remember", "crash"]) | st.text(

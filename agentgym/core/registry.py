@@ -170,13 +170,19 @@ def register_tool_env(
         "Shout 'hi'."
     """
     from agentgym.core.tool_env import ToolEnv
+    from agentgym.core.tools import ToolSet
 
     register_env(
         env_id,
         ToolEnv,
         description=description,
         max_episode_steps=max_episode_steps,
-        kwargs={"tools": list(tools), "tasks": list(tasks), "checker": checker, **env_kwargs},
+        kwargs={
+            "tools": tools if isinstance(tools, ToolSet) else list(tools),
+            "tasks": list(tasks),
+            "checker": checker,
+            **env_kwargs,
+        },
         override=override,
     )
 

@@ -44,6 +44,7 @@ Example:
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -52,7 +53,7 @@ from typing import Any
 import numpy as np
 
 from agentgym.core.env import Evaluation, TextEnv, Transition
-from agentgym.core.parsing import ToolCall, ToolCallParser, get_parser
+from agentgym.core.parsing import ReActParser, ToolCall, ToolCallParser, get_parser
 from agentgym.core.policy import ScriptedPolicy
 from agentgym.core.tasks import TaskSet
 from agentgym.core.tools import State, Tool, ToolResult, ToolSet
@@ -142,7 +143,8 @@ TurnChecker = Callable[[ToolEpisode, int], bool]
 def normalize_evaluation(result: Evaluation | bool | float) -> Evaluation:
     """Accept a checker's ``Evaluation``, ``bool`` or ``float`` (reward; 1.0 is success)."""
     if isinstance(result, Evaluation):
-        return result
+        # A copy, because the environment adds turn verdicts and progress to it.
+        return dataclasses.replace(result, verdicts=dict(result.verdicts))
     if isinstance(result, bool | np.bool_):
         return Evaluation(success=bool(result), reward=float(result))
     if isinstance(result, int | float | np.number):
@@ -173,8 +175,8 @@ class ToolEnv(TextEnv):
 
     ## Episode End
     Terminates after the agent's reply to the last turn. Truncation comes from
-    ``max_episode_steps`` at registration. A turn with more than
-    ``max_steps_per_turn`` actions is ended for the agent.
+    ``max_episode_steps`` at registration. A turn whose ``max_steps_per_turn`` actions
+    bring no final answer is ended for the agent.
 
     ## Arguments
     ``tools``, ``tasks``, ``checker``, ``turn_checker``, ``system_prompt``, ``parser``,
@@ -210,6 +212,11 @@ class ToolEnv(TextEnv):
         self.checker = checker
         self.turn_checker = turn_checker
         self.parser = get_parser(parser)
+        if isinstance(self.parser, ReActParser) and self.parser.answer_action is None:
+            raise ValueError(
+                "A ReAct parser without an answer action cannot end a turn in a ToolEnv: pass "
+                "parser=ReActParser(answer_action='Finish') (or another action name)."
+            )
         self.max_steps_per_turn = max_steps_per_turn
         self.system_prompt = system_prompt
         self._full_system_prompt = (
@@ -239,7 +246,9 @@ class ToolEnv(TextEnv):
         self._steps_in_turn += 1
         if parsed.error is not None:
             if self._steps_in_turn >= self.max_steps_per_turn:
-                return self._end_turn("", forced=True)
+                forced = self._end_turn("", forced=True)
+                forced.observation = f"{parsed.error}\n\n{forced.observation}"
+                return forced
             return self._invalid(parsed.error)
         if parsed.tool_calls:
             transition = self._run_calls(parsed.tool_calls)
@@ -304,7 +313,7 @@ class ToolEnv(TextEnv):
         self._turn += 1
         self._steps_in_turn = 0
         note = (
-            f"[Turn ended: more than {self.max_steps_per_turn} steps without a final answer.]\n"
+            f"[Turn ended: {self.max_steps_per_turn} steps without a final answer.]\n"
             if forced
             else ""
         )
@@ -397,7 +406,7 @@ class ToolEnvExpert(ScriptedPolicy):
         parser = tool_env.parser
         answers = task.answers or ("Done.",) * len(turns)
         self._queue = []
-        one_at_a_time = type(parser).__name__ == "ReActParser"
+        one_at_a_time = isinstance(parser, ReActParser)
         for calls, answer in zip(turns, answers, strict=True):
             if calls and one_at_a_time:
                 self._queue.extend(parser.format_calls([call]) for call in calls)
