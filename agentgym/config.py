@@ -1,16 +1,20 @@
 """Validation of composed Hydra configs, before any environment or model is built.
 
-Each command's config is checked against a schema of allowed keys and value rules. All
+Each command's config is checked against the keys it may have and the rules for their
+values; the environment's and the engine's constructor signatures are checked too. All
 problems are collected and raised together in one :class:`ConfigError`, each with the
 valid options and a "did you mean" where a key or value is close to a valid one.
 
 Example:
     >>> from omegaconf import OmegaConf
-    >>> cfg = OmegaConf.create({"env": {"id": "agentgym/Calculator-v0", "kwargs": {}},
-    ...                         "policy": {"name": "expert", "kwargs": {}},
-    ...                         "episodes": 0, "seed": 0, "run_dir": "x", "progress": True,
-    ...                         "epsiodes": 3})
-    >>> validate_rollout_config(cfg)  # doctest: +ELLIPSIS
+    >>> cfg = OmegaConf.create({
+    ...     "env": {"id": "agentgym/Calculator-v0", "kwargs": {}},
+    ...     "engine": {"name": "expert", "kwargs": {}}, "model": {"name": "smollm2-135m"},
+    ...     "sampling": {"temperature": 1.0, "top_p": 1.0, "max_tokens": 8, "stop": [],
+    ...                  "seed": 0},
+    ...     "episodes": 0, "seed": 0, "num_envs": 8, "max_turns": None,
+    ...     "max_context_tokens": 2048, "run_dir": "x", "progress": True, "epsiodes": 3})
+    >>> validate_config(cfg, "rollout")  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
     agentgym.config.ConfigError: 2 problem(s) in the config:
@@ -21,7 +25,10 @@ Example:
 from __future__ import annotations
 
 import difflib
+import importlib
+import inspect
 from collections.abc import Iterable, Mapping
+from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
@@ -29,10 +36,21 @@ from omegaconf import DictConfig, OmegaConf
 
 from agentgym.core.registry import EnvFactory, list_envs
 
-__all__ = ["POLICIES", "ConfigError", "validate_rollout_config"]
+__all__ = ["COMMAND_KEYS", "ConfigError", "validate_config"]
 
-#: Policies the rollout command can run (language-model engines come with the engine configs).
-POLICIES = ("expert",)
+#: Top-level keys of each command's config.
+COMMAND_KEYS: dict[str, tuple[str, ...]] = {
+    "rollout": (
+        "env", "engine", "model", "sampling", "episodes", "seed", "num_envs", "max_turns",
+        "max_context_tokens", "run_dir", "progress",
+    ),
+    "eval": (
+        "env", "engine", "model", "sampling", "split", "episodes", "seed", "num_envs",
+        "max_turns", "max_context_tokens", "run_dir", "progress",
+    ),
+}  # fmt: skip
+
+SAMPLING_KEYS = ("temperature", "top_p", "max_tokens", "stop", "seed")
 
 
 class ConfigError(ValueError):
@@ -82,31 +100,105 @@ def env_problems(env_cfg: Any) -> list[str]:
         return [*problems, "env.kwargs must be a mapping of constructor arguments"]
     entry_point = gym.spec(env_id).entry_point
     if isinstance(entry_point, EnvFactory):
-        valid = entry_point.valid_arguments()
-        problems += _unknown_keys("env.kwargs", kwargs, valid)
+        problems += _unknown_keys("env.kwargs", kwargs, entry_point.valid_arguments())
     return problems
 
 
-def validate_rollout_config(cfg: DictConfig | Mapping[str, Any]) -> None:
-    """Check a composed ``rollout`` config; raise :class:`ConfigError` listing every problem."""
+def engine_problems(engine_cfg: Any) -> list[str]:
+    """Problems with an ``engine`` section: a known engine and its constructor arguments."""
+    from agentgym.engines import ENGINES
+
+    valid_names = ["expert", *ENGINES]
+    if not isinstance(engine_cfg, Mapping):
+        return ["engine must be a mapping with keys 'name' and 'kwargs'"]
+    problems = _unknown_keys("engine", engine_cfg, ("name", "kwargs"))
+    name = engine_cfg.get("name")
+    kwargs = engine_cfg.get("kwargs") or {}
+    if name not in valid_names:
+        close = difflib.get_close_matches(str(name), valid_names, n=1)
+        hint = f" Did you mean '{close[0]}'?" if close else ""
+        return [
+            *problems,
+            f"engine.name={name!r} is not known.{hint} Valid: {', '.join(valid_names)}",
+        ]
+    if name == "expert":
+        return problems  # the expert's arguments depend on the environment; checked at build
+    module_name, _, class_name = ENGINES[name].partition(":")
+    try:
+        engine_class = getattr(importlib.import_module(module_name), class_name)
+    except ImportError as exc:
+        return [*problems, f"engine.name={name!r} cannot be used here: {exc}"]
+    parameters = inspect.signature(engine_class).parameters
+    # `model` (and the OpenAI engine's `tokenizer`) come from the model section.
+    valid = [p for p in parameters if p not in ("self", "model", "tokenizer", "model_instance")]
+    problems += _unknown_keys("engine.kwargs", kwargs, valid)
+    return problems
+
+
+def model_problems(model_cfg: Any, engine_name: Any) -> list[str]:
+    """Problems with a ``model`` section: a registered name or an existing checkpoint dir."""
+    from agentgym.models import MODELS
+
+    if not isinstance(model_cfg, Mapping):
+        return ["model must be a mapping with key 'name'"]
+    problems = _unknown_keys("model", model_cfg, ("name",))
+    name = model_cfg.get("name")
+    if engine_name in ("expert", "openai"):
+        return problems  # the expert needs no model; a server names its own
+    if name in MODELS or (name and (Path(str(name)).expanduser() / "config.json").exists()):
+        return problems
+    close = difflib.get_close_matches(str(name), list(MODELS), n=1)
+    hint = f" Did you mean '{close[0]}'?" if close else ""
+    problems.append(
+        f"model.name={name!r} is neither a registered model nor a checkpoint directory with "
+        f"config.json.{hint} Registered: {', '.join(MODELS)} (hub ids: use engine=openai or "
+        "download the checkpoint first)"
+    )
+    return problems
+
+
+def sampling_problems(sampling_cfg: Any) -> list[str]:
+    """Problems with a ``sampling`` section (the rules of :class:`SamplingParams`)."""
+    from agentgym.engines.base import SamplingParams
+
+    if not isinstance(sampling_cfg, Mapping):
+        return ["sampling must be a mapping"]
+    problems = _unknown_keys("sampling", sampling_cfg, SAMPLING_KEYS)
+    try:
+        SamplingParams(**{k: v for k, v in sampling_cfg.items() if k in SAMPLING_KEYS})
+    except (ValueError, TypeError) as exc:
+        problems.append(f"sampling: {exc}")
+    return problems
+
+
+def _positive_int(data: Mapping[str, Any], key: str, *, optional: bool = False) -> list[str]:
+    if key not in data or (optional and data[key] is None):
+        return []
+    value = data[key]
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        suffix = " or null" if optional else ""
+        return [f"{key}={value!r}: must be an integer >= 1{suffix}"]
+    return []
+
+
+def validate_config(cfg: DictConfig | Mapping[str, Any], command: str) -> None:
+    """Check a composed config of ``command``; raise :class:`ConfigError` listing every problem."""
     data = _as_dict(cfg)
-    valid_keys = ("env", "policy", "episodes", "seed", "run_dir", "progress")
+    valid_keys = COMMAND_KEYS[command]
     problems = _unknown_keys("", data, valid_keys)
     problems += [f"missing key '{key}'" for key in valid_keys if key not in data]
+    problems += _positive_int(data, "episodes")
     problems += env_problems(data.get("env"))
-    policy = data.get("policy")
-    if not isinstance(policy, Mapping):
-        problems.append("policy must be a mapping with keys 'name' and 'kwargs'")
-    else:
-        problems += _unknown_keys("policy", policy, ("name", "kwargs"))
-        if policy.get("name") not in POLICIES:
-            problems.append(
-                f"policy.name={policy.get('name')!r} is not known; valid: {', '.join(POLICIES)}"
-            )
-    episodes = data.get("episodes")
-    if "episodes" in data and (not isinstance(episodes, int) or episodes < 1):
-        problems.append(f"episodes={episodes!r}: must be an integer >= 1")
-    if "seed" in data and not isinstance(data.get("seed"), int):
-        problems.append(f"seed={data.get('seed')!r}: must be an integer")
+    problems += engine_problems(data.get("engine"))
+    engine_name = (
+        (data.get("engine") or {}).get("name") if isinstance(data.get("engine"), Mapping) else None
+    )
+    problems += model_problems(data.get("model"), engine_name)
+    problems += sampling_problems(data.get("sampling"))
+    problems += _positive_int(data, "num_envs")
+    problems += _positive_int(data, "max_turns", optional=True)
+    problems += _positive_int(data, "max_context_tokens")
+    if "seed" in data and (isinstance(data["seed"], bool) or not isinstance(data["seed"], int)):
+        problems.append(f"seed={data['seed']!r}: must be an integer")
     if problems:
         raise ConfigError(problems)

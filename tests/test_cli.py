@@ -63,7 +63,7 @@ def test_rollout_with_error_injection_produces_failures(tmp_path: Path) -> None:
         f"run_dir={run_dir}",
         "progress=false",
         "env.kwargs.difficulty=medium",
-        "policy.kwargs.error_rate=1.0",
+        "engine.kwargs.error_rate=1.0",
         cwd=tmp_path,
     )
     assert result.returncode == 0, result.stderr

@@ -6,16 +6,14 @@ import gymnasium as gym
 import pytest
 
 import agentgym
-from agentgym.rollout import run_episode
+from agentgym.collector import EpisodeSpec, RolloutCollector
 
 ENV_IDS = sorted(agentgym.list_envs(namespace="agentgym"))
 
 
 def _expert_trajectory(env_id: str, seed: int, **env_kwargs):
-    env = gym.make(env_id, **env_kwargs)
-    return run_episode(
-        env, env.unwrapped.make_expert(), seed=seed, env_id=env_id, env_kwargs=env_kwargs
-    )
+    collector = RolloutCollector(env_id, engine=None, env_kwargs=env_kwargs, num_envs=1)
+    return collector.run([EpisodeSpec("expert", seed=seed)], progress=False)[0]
 
 
 @pytest.mark.parametrize("env_id", ENV_IDS)

@@ -1,0 +1,166 @@
+"""What the ``rollout`` and ``eval`` commands do, given a validated Hydra config.
+
+Both build the same pieces from the config (environment, engine or expert, sampling) and
+run the batched :class:`~agentgym.collector.RolloutCollector`; they differ in which tasks
+they run and what they report.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from agentgym.collector import EpisodeSpec, RolloutCollector
+from agentgym.config import ConfigError, validate_config
+from agentgym.core.trajectory import TrajectoryStore
+from agentgym.engines.base import Engine, SamplingParams
+from agentgym.evaluation import summarize
+
+__all__ = ["build_engine", "run_eval", "run_rollout"]
+
+
+def _container(node: Any) -> Any:
+    return OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else node
+
+
+def build_engine(cfg: DictConfig) -> Engine | None:
+    """The engine named by ``cfg.engine`` for ``cfg.model`` (``None`` for the expert)."""
+    name = cfg.engine.name
+    if name == "expert":
+        return None
+    from agentgym.engines import make_engine
+    from agentgym.models import resolve_model
+
+    kwargs = dict(_container(cfg.engine.kwargs) or {})
+    if name == "openai":
+        # The served model name, and the tokenizer for token-level generation.
+        return make_engine(name, model=cfg.model.name, tokenizer=cfg.model.name, **kwargs)
+    return make_engine(name, model=str(resolve_model(cfg.model.name)), **kwargs)
+
+
+def _sampling(cfg: DictConfig) -> SamplingParams:
+    values = dict(_container(cfg.sampling))
+    values["stop"] = tuple(values.get("stop") or ())
+    return SamplingParams(**values)
+
+
+def _run_dir(cfg: DictConfig) -> Path:
+    from hydra.core.hydra_config import HydraConfig
+
+    run_dir = Path(
+        HydraConfig.get().runtime.output_dir if HydraConfig.initialized() else cfg.run_dir
+    )
+    run_dir.mkdir(parents=True, exist_ok=True)
+    return run_dir
+
+
+def _prepare(cfg: DictConfig, command: str, env_kwargs: dict[str, Any]) -> RolloutCollector:
+    """Validate, then build the collector (bad values surface here, before any model loads)."""
+    try:
+        validate_config(cfg, command)
+        sampling = _sampling(cfg)
+        import gymnasium as gym
+
+        gym.make(cfg.env.id, **env_kwargs).close()  # constructor-level checks, cheap
+    except (ConfigError, ValueError, TypeError) as exc:
+        # A bad config is the user's to fix: say what is wrong, without a traceback.
+        print(f"agentgym {command}: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+    engine = build_engine(cfg)
+    return RolloutCollector(
+        cfg.env.id,
+        engine=engine,
+        env_kwargs=env_kwargs,
+        sampling=sampling,
+        num_envs=cfg.num_envs,
+        max_turns=cfg.max_turns,
+        max_context_tokens=cfg.max_context_tokens,
+        expert_kwargs=_container(cfg.engine.kwargs) if engine is None else None,
+    )
+
+
+def _report(collector: RolloutCollector, summary: dict[str, Any]) -> None:
+    stats = collector.stats
+    summary["throughput"] = {
+        "generated_tokens": stats.generated_tokens,
+        "tokens_per_second": round(stats.tokens_per_second, 2),
+        "engine_calls": stats.engine_calls,
+        "engine_seconds": round(stats.engine_seconds, 3),
+        "env_seconds": round(stats.env_seconds, 3),
+        "wall_seconds": round(stats.wall_seconds, 3),
+    }
+
+
+def run_rollout(cfg: DictConfig) -> dict[str, Any]:
+    """Collect ``cfg.episodes`` episodes (resumable) and write trajectories and a summary."""
+    env_kwargs = dict(_container(cfg.env.kwargs) or {})
+    collector = _prepare(cfg, "rollout", env_kwargs)
+    run_dir = _run_dir(cfg)
+    specs = [EpisodeSpec(f"rollout-{cfg.seed}-{i}", seed=cfg.seed + i) for i in range(cfg.episodes)]
+    with TrajectoryStore(run_dir / "trajectories.jsonl") as store:
+        resumed = sum(spec.trajectory_id in store for spec in specs)
+        trajectories = collector.run(specs, store=store, progress=cfg.progress)
+    summary = summarize(trajectories)
+    summary.update(
+        {"env": cfg.env.id, "engine": cfg.engine.name, "model": cfg.model.name,
+         "resumed_from": resumed, "run_dir": str(run_dir)}
+    )  # fmt: skip
+    _report(collector, summary)
+    _write(run_dir / "summary.json", summary)
+    print(
+        f"{summary['episodes']} episodes of {cfg.env.id} with {cfg.engine.name}: success rate "
+        f"{summary['success_rate']:.3f} {list(summary['success_ci95'])}, mean reward "
+        f"{summary['mean_reward']:.3f}, {summary['throughput']['tokens_per_second']} tokens/s "
+        f"-> {run_dir}"
+    )
+    collector.close()
+    return summary
+
+
+def run_eval(cfg: DictConfig) -> dict[str, Any]:
+    """Run the first ``cfg.episodes`` tasks of the held-out split once each; report with CIs."""
+    env_kwargs = dict(_container(cfg.env.kwargs) or {})
+    env_kwargs["split"] = cfg.split
+    collector = _prepare(cfg, "eval", env_kwargs)
+    tasks = collector.envs[0].unwrapped.tasks
+    if cfg.episodes > len(tasks):
+        print(
+            f"agentgym eval: episodes={cfg.episodes} but split {cfg.split!r} has only "
+            f"{len(tasks)} tasks; lower episodes.",
+            file=sys.stderr,
+        )
+        raise SystemExit(2)
+    run_dir = _run_dir(cfg)
+    specs = [
+        EpisodeSpec(f"eval-{tasks.id_at(i)}", task_id=tasks.id_at(i), seed=cfg.seed + i)
+        for i in range(cfg.episodes)
+    ]
+    with TrajectoryStore(run_dir / "trajectories.jsonl") as store:
+        trajectories = collector.run(specs, store=store, progress=cfg.progress, desc="eval")
+    summary = summarize(trajectories)
+    summary.update(
+        {"env": cfg.env.id, "split": cfg.split, "engine": cfg.engine.name,
+         "model": cfg.model.name, "run_dir": str(run_dir)}
+    )  # fmt: skip
+    _report(collector, summary)
+    _write(run_dir / "eval.json", summary)
+    print(
+        f"eval {cfg.env.id} [{cfg.split}] with {cfg.engine.name}/{cfg.model.name}: success "
+        f"{summary['success_rate']:.3f} (95% CI {summary['success_ci95'][0]:.3f}-"
+        f"{summary['success_ci95'][1]:.3f}), mean reward {summary['mean_reward']:.3f} over "
+        f"{summary['episodes']} tasks"
+    )
+    for group, block in summary["groups"].items():
+        print(f"  {group}: success {block['success_rate']:.3f} {list(block['success_ci95'])}")
+    collector.close()
+    return summary
+
+
+def _write(path: Path, data: dict[str, Any]) -> None:
+    temporary = path.with_suffix(".tmp")
+    temporary.write_text(json.dumps(data, indent=2) + "\n")
+    temporary.replace(path)

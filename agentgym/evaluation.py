@@ -1,0 +1,87 @@
+"""Summaries of trajectories: success rates and mean rewards with confidence intervals.
+
+Example:
+    >>> wilson_interval(8, 10)
+    (0.4902, 0.9433)
+    >>> from agentgym.core.trajectory import Trajectory
+    >>> runs = [Trajectory("e", str(i), reward=float(i % 2), success=bool(i % 2),
+    ...                    metadata={"task": {"difficulty": "easy"}}) for i in range(4)]
+    >>> summary = summarize(runs, group_by=("difficulty",))
+    >>> summary["success_rate"], summary["groups"]["difficulty=easy"]["episodes"]
+    (0.5, 4)
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from collections.abc import Sequence
+from typing import Any
+
+from agentgym.core.trajectory import Trajectory
+
+__all__ = ["mean_interval", "summarize", "wilson_interval"]
+
+_Z95 = 1.959963984540054
+
+
+def wilson_interval(successes: int, total: int, z: float = _Z95) -> tuple[float, float]:
+    """The Wilson score interval of a success rate (95% by default), rounded to 4 places.
+
+    Unlike the normal approximation it stays inside [0, 1] and behaves at 0/n and n/n.
+    """
+    if total == 0:
+        return (0.0, 1.0)
+    p = successes / total
+    denominator = 1 + z * z / total
+    centre = (p + z * z / (2 * total)) / denominator
+    half = z * math.sqrt(p * (1 - p) / total + z * z / (4 * total * total)) / denominator
+    return (round(max(0.0, centre - half), 4), round(min(1.0, centre + half), 4))
+
+
+def mean_interval(values: Sequence[float], z: float = _Z95) -> tuple[float, float, float]:
+    """Mean and a normal-approximation 95% interval (mean, low, high)."""
+    n = len(values)
+    if n == 0:
+        return (0.0, 0.0, 0.0)
+    mean = sum(values) / n
+    if n == 1:
+        return (mean, mean, mean)
+    variance = sum((v - mean) ** 2 for v in values) / (n - 1)
+    half = z * math.sqrt(variance / n)
+    return (round(mean, 4), round(mean - half, 4), round(mean + half, 4))
+
+
+def _block(trajectories: Sequence[Trajectory]) -> dict[str, Any]:
+    count = len(trajectories)
+    successes = sum(bool(t.success) for t in trajectories)
+    mean, low, high = mean_interval([t.reward for t in trajectories])
+    return {
+        "episodes": count,
+        "success_rate": round(successes / count, 4) if count else 0.0,
+        "success_ci95": wilson_interval(successes, count),
+        "mean_reward": mean,
+        "reward_ci95": (low, high),
+        "mean_steps": round(sum(t.num_steps for t in trajectories) / count, 3) if count else 0.0,
+        "truncated": sum(t.truncated for t in trajectories),
+        "errors": sum(t.error is not None for t in trajectories),
+    }
+
+
+def summarize(
+    trajectories: Sequence[Trajectory], *, group_by: Sequence[str] = ("difficulty", "category")
+) -> dict[str, Any]:
+    """Overall and per-group outcome statistics.
+
+    Groups come from each trajectory's ``metadata["task"]`` (the task's own metadata, which
+    the collector records), e.g. ``difficulty`` or ``category``.
+    """
+    summary = _block(trajectories)
+    groups: dict[str, list[Trajectory]] = defaultdict(list)
+    for trajectory in trajectories:
+        task_metadata = trajectory.metadata.get("task") or {}
+        for key in group_by:
+            if key in task_metadata:
+                groups[f"{key}={task_metadata[key]}"].append(trajectory)
+    summary["groups"] = {name: _block(items) for name, items in sorted(groups.items())}
+    return summary
