@@ -112,7 +112,7 @@ def run_rollout(cfg: DictConfig) -> dict[str, Any]:
     _report(collector, summary)
     _write(run_dir / "summary.json", summary)
     print(
-        f"{summary['episodes']} episodes of {cfg.env.id} with {cfg.engine.name}: success rate "
+        f"{summary['episodes']} episodes of {cfg.env.id} with {_policy_label(cfg)}: success rate "
         f"{summary['success_rate']:.3f} {list(summary['success_ci95'])}, mean reward "
         f"{summary['mean_reward']:.3f}, {summary['throughput']['tokens_per_second']} tokens/s "
         f"-> {run_dir}"
@@ -149,7 +149,7 @@ def run_eval(cfg: DictConfig) -> dict[str, Any]:
     _report(collector, summary)
     _write(run_dir / "eval.json", summary)
     print(
-        f"eval {cfg.env.id} [{cfg.split}] with {cfg.engine.name}/{cfg.model.name}: success "
+        f"eval {cfg.env.id} [{cfg.split}] with {_policy_label(cfg)}: success "
         f"{summary['success_rate']:.3f} (95% CI {summary['success_ci95'][0]:.3f}-"
         f"{summary['success_ci95'][1]:.3f}), mean reward {summary['mean_reward']:.3f} over "
         f"{summary['episodes']} tasks"
@@ -158,6 +158,10 @@ def run_eval(cfg: DictConfig) -> dict[str, Any]:
         print(f"  {group}: success {block['success_rate']:.3f} {list(block['success_ci95'])}")
     collector.close()
     return summary
+
+
+def _policy_label(cfg: DictConfig) -> str:
+    return "expert" if cfg.engine.name == "expert" else f"{cfg.engine.name}/{cfg.model.name}"
 
 
 def _write(path: Path, data: dict[str, Any]) -> None:

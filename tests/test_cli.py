@@ -91,3 +91,52 @@ def test_bad_env_kwarg_value_is_reported(tmp_path: Path) -> None:
     result = _agentgym("rollout", "env.kwargs.difficulty=hrd", f"run_dir={tmp_path}", cwd=tmp_path)
     assert result.returncode == 2
     assert "Did you mean 'hard'?" in result.stderr
+
+
+def test_rollout_with_the_hf_engine_on_a_tiny_model(tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    result = _agentgym(
+        "rollout", "engine=hf", "model=tiny-random-llama", "episodes=3", "num_envs=2",
+        "sampling.max_tokens=12", f"run_dir={run_dir}", "progress=false", cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["episodes"] == 3 and summary["engine"] == "hf"
+    assert summary["throughput"]["generated_tokens"] > 0
+    with TrajectoryStore(run_dir / "trajectories.jsonl", readonly=True) as store:
+        for trajectory in store:
+            assistant = [m for m in trajectory.messages if m.role == "assistant"]
+            assert assistant and all(m.token_ids and m.logprobs for m in assistant)
+
+
+def test_eval_reports_held_out_success_with_intervals(tmp_path: Path) -> None:
+    run_dir = tmp_path / "eval"
+    result = _agentgym(
+        "eval", "engine=expert", "env.kwargs.difficulty=medium", "episodes=12",
+        f"run_dir={run_dir}", "progress=false", cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    report = json.loads((run_dir / "eval.json").read_text())
+    assert report["split"] == "test" and report["episodes"] == 12
+    assert report["success_rate"] == 1.0 and report["success_ci95"] == [0.7575, 1.0]
+    assert report["groups"]["difficulty=medium"]["episodes"] == 12
+    with TrajectoryStore(run_dir / "trajectories.jsonl", readonly=True) as store:
+        assert sorted(t.task_id for t in store) == sorted(
+            f"calc-medium-{10_000 + i}" for i in range(12)
+        )
+    assert "success 1.000 (95% CI 0.757-1.000)" in result.stdout
+
+
+def test_engine_and_model_problems_are_all_listed(tmp_path: Path) -> None:
+    result = _agentgym(
+        "rollout", "engine=hf", "+engine.kwargs.devise=cpu", "model.name=no-such-model",
+        "sampling.temperature=-1", "num_envs=0", f"run_dir={tmp_path / 'r'}", cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 2
+    for expected in (
+        "unknown key 'engine.kwargs.devise'. Did you mean 'device'?",
+        "model.name='no-such-model' is neither a registered model",
+        "temperature must be >= 0",
+        "num_envs=0: must be an integer >= 1",
+    ):
+        assert expected in result.stderr, expected
