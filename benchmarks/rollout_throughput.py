@@ -82,6 +82,9 @@ def run_raw_vllm(llm: Any, calls: list[tuple[list[list[int]], list[int]]]) -> di
     from vllm.inputs import TokensPrompt
 
     tokens = 0
+    # The collector's run filled the prefix cache with these very prompts; start cold so the
+    # raw engine gets only the prefix reuse it earns itself (turn 2 reuses turn 1's prompt).
+    llm.reset_prefix_cache()
     started = time.perf_counter()
     for prompts, lengths in calls:
         params = [
