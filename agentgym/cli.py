@@ -24,6 +24,7 @@ commands:
   list-envs   list the registered environments
   rollout     collect episodes with a policy (Hydra config: rollout)
   eval        held-out success rate and reward with confidence intervals (config: eval)
+  serve       serve a model over an OpenAI-compatible API with vLLM (agentgym serve --help)
 
 Run `agentgym <command> --help` for the command's config and options.
 """
@@ -85,11 +86,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     command, rest = args[0], args[1:]
     if command in ("list-envs", "list_envs"):
         return _list_envs(rest)
+    if command == "serve":
+        from agentgym.serve import main as serve_main
+
+        return serve_main(rest)
     if command in _HYDRA_COMMANDS:
         return _run_hydra(command, rest)
     import difflib
 
-    valid = ["list-envs", *_HYDRA_COMMANDS]
+    valid = ["list-envs", "serve", *_HYDRA_COMMANDS]
     close = difflib.get_close_matches(command, valid, n=1)
     hint = f" Did you mean '{close[0]}'?" if close else ""
     print(f"agentgym: unknown command '{command}'.{hint}\n\n{_USAGE}", file=sys.stderr)

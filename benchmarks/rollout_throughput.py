@@ -88,8 +88,9 @@ def run_raw_vllm(llm: Any, calls: list[tuple[list[list[int]], list[int]]]) -> di
     started = time.perf_counter()
     for prompts, lengths in calls:
         params = [
-            VllmParams(temperature=1.0, max_tokens=max(1, n), min_tokens=max(1, n),
-                       ignore_eos=True, seed=0)  # fmt: skip
+            VllmParams(
+                temperature=1.0, max_tokens=max(1, n), min_tokens=max(1, n), ignore_eos=True, seed=0
+            )
             for n in lengths
         ]
         outputs = llm.generate(
@@ -97,7 +98,11 @@ def run_raw_vllm(llm: Any, calls: list[tuple[list[list[int]], list[int]]]) -> di
         )
         tokens += sum(len(o.outputs[0].token_ids) for o in outputs)
     wall = time.perf_counter() - started
-    return {"tokens": tokens, "seconds": round(wall, 3), "tokens_per_second": round(tokens / wall, 2)}
+    return {
+        "tokens": tokens,
+        "seconds": round(wall, 3),
+        "tokens_per_second": round(tokens / wall, 2),
+    }
 
 
 def main() -> None:

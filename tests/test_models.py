@@ -46,7 +46,7 @@ def test_local_checkpoint_directory_is_used_as_is(tmp_path: Path) -> None:
 
 
 def test_directory_without_config_is_explained(tmp_path: Path) -> None:
-    with pytest.raises(ModelNotFoundError, match="has no config.json"):
+    with pytest.raises(ModelNotFoundError, match=r"has no config\.json"):
         resolve_model(tmp_path)
 
 
