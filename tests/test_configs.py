@@ -1,0 +1,49 @@
+"""Every shipped config composes with Hydra and passes validation, for every group option."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_module
+
+from agentgym.config import ConfigError, validate_config
+
+CONFIG_ROOT = Path(__file__).resolve().parents[1] / "configs"
+GROUPS = sorted(p.name for p in CONFIG_ROOT.iterdir() if p.is_dir() and p.name != "__pycache__")
+COMMANDS = ["rollout", "eval"]
+OPTIONS = [
+    (group, option.stem)
+    for group in GROUPS
+    for option in sorted((CONFIG_ROOT / group).glob("*.yaml"))
+]
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+@pytest.mark.parametrize(("group", "option"), OPTIONS)
+def test_config_option_composes_and_validates(command: str, group: str, option: str) -> None:
+    with initialize_config_module("agentgym.configs", version_base="1.3"):
+        cfg = compose(config_name=command, overrides=[f"{group}={option}"])
+    validate_config(cfg, command)
+
+
+@pytest.mark.parametrize("path", sorted(CONFIG_ROOT.rglob("*.yaml")), ids=lambda p: p.name)
+def test_every_config_file_starts_with_the_command_that_runs_it(path: Path) -> None:
+    header = path.read_text().splitlines()[:8]
+    assert any("agentgym " in line for line in header if line.startswith("#")), path
+
+
+def test_a_typo_fails_with_every_problem_listed() -> None:
+    with initialize_config_module("agentgym.configs", version_base="1.3"):
+        cfg = compose(
+            config_name="rollout",
+            overrides=["+episods=3", "engine=vllm", "+engine.kwargs.tensor_paralel_size=2",
+                       "env.id=agentgym/Calculater-v0"],
+        )  # fmt: skip
+    with pytest.raises(ConfigError) as excinfo:
+        validate_config(cfg, "rollout")
+    problems = excinfo.value.problems
+    assert len(problems) == 3
+    assert "Did you mean 'episodes'?" in problems[0]
+    assert any("Did you mean 'agentgym/Calculator-v0'?" in p for p in problems)
+    assert any("Did you mean 'tensor_parallel_size'?" in p for p in problems)
