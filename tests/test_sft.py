@@ -1,0 +1,94 @@
+"""SFT on a tiny random model: parameters move, loss falls, masks hold."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+import torch
+from transformers import AutoModelForCausalLM
+
+from agentgym.models import resolve_model
+from agentgym.trainers.data import IGNORE_INDEX, TrainingExample
+from agentgym.trainers.sft import SFTConfig, batches, collate, sft_loss, train_sft
+
+
+@pytest.fixture
+def model():
+    torch.manual_seed(0)
+    return AutoModelForCausalLM.from_pretrained(resolve_model("tiny-random-llama"))
+
+
+def _example(ids: list[int], trained_from: int) -> TrainingExample:
+    labels = [IGNORE_INDEX] * trained_from + ids[trained_from:]
+    return TrainingExample(tuple(ids), tuple(labels))
+
+
+def test_parameters_change_after_one_step(model) -> None:
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    train_sft(model, [_example([1, 5, 6, 7, 8], 2)] * 2,
+              SFTConfig(epochs=1, batch_size=2, learning_rate=1e-3, progress=False))  # fmt: skip
+    changed = [n for n, p in model.named_parameters() if not torch.equal(p, before[n])]
+    assert len(changed) == len(before)
+
+
+def test_loss_falls_on_a_memorisable_set(model) -> None:
+    rng = random.Random(0)
+    data = [_example([1] + [rng.randrange(10, 500) for _ in range(12)], 4) for _ in range(4)]
+    history = train_sft(
+        model,
+        data,
+        SFTConfig(epochs=30, batch_size=4, micro_batch_size=2, learning_rate=3e-3,
+                  warmup_ratio=0.0, progress=False),
+    )  # fmt: skip
+    assert history[0]["loss"] > 5.0
+    assert history[-1]["loss"] < 0.5 * history[0]["loss"]
+    assert all(h["trained_tokens"] == 4 * 9 for h in history)  # 13 ids, labels from 4
+
+
+def test_loss_ignores_untrained_positions(model) -> None:
+    a = _example([1, 20, 21, 22, 23, 24], 3)
+    b = TrainingExample((1, 99, 98, 22, 23, 24), a.labels)  # differs only in masked context...
+    loss_a, count_a = sft_loss(model, collate([a], 0))
+    loss_b, _ = sft_loss(model, collate([b], 0))
+    assert count_a == 3
+    assert not torch.isclose(loss_a, loss_b)  # ...which conditions the prediction,
+    masked = TrainingExample(a.input_ids, (IGNORE_INDEX,) * 6)
+    assert sft_loss(model, collate([masked], 0))[1] == 0  # but carries no loss itself.
+    # Padding never adds loss: a padded batch's loss equals the sum of the parts.
+    short = _example([1, 30, 31], 1)
+    together, n_together = sft_loss(model, collate([a, short], 0))
+    alone = sft_loss(model, collate([a], 0))[0] + sft_loss(model, collate([short], 0))[0]
+    assert n_together == 5 and torch.isclose(together, alone, rtol=1e-4)
+
+
+def test_gradient_accumulation_matches_one_big_batch() -> None:
+    data = [_example([1, 40 + i, 41, 42, 43 + i], 1) for i in range(4)]
+    results = []
+    for micro in (4, 1):
+        torch.manual_seed(0)
+        model = AutoModelForCausalLM.from_pretrained(resolve_model("tiny-random-llama"))
+        train_sft(model, data, SFTConfig(epochs=1, batch_size=4, micro_batch_size=micro,
+                                         learning_rate=1e-3, progress=False))  # fmt: skip
+        results.append(torch.cat([p.detach().flatten() for p in model.parameters()]))
+    assert torch.allclose(results[0], results[1], atol=1e-5)
+
+
+def test_batches_group_by_length_and_respect_token_budget() -> None:
+    data = [_example([1] * n, 0) for n in (3, 50, 4, 49, 5, 48, 6, 47)]
+    steps = batches(data, batch_size=8, micro_batch_size=4, max_tokens_per_micro_batch=100,
+                    rng=random.Random(0))  # fmt: skip
+    assert len(steps) == 1
+    for micro in steps[0]:
+        lengths = [len(e.input_ids) for e in micro]
+        assert max(lengths) * len(lengths) <= 100
+    assert sorted(len(e.input_ids) for m in steps[0] for e in m) == sorted(
+        len(e.input_ids) for e in data
+    )
+
+
+def test_config_validation_lists_problems() -> None:
+    with pytest.raises(ValueError, match=r"learning_rate must be > 0.*schedule must be"):
+        SFTConfig(learning_rate=0, schedule="linear")
+    with pytest.raises(ValueError, match="multiple of micro_batch_size"):
+        SFTConfig(batch_size=6, micro_batch_size=4)
