@@ -17,6 +17,11 @@ The parts you provide:
 Register it under your own id in one call with :func:`agentgym.register_tool_env`, then
 ``gymnasium.make`` it like any other environment.
 
+Subclasses can change how an episode runs through three hooks: :meth:`ToolEnv.new_state`
+(build the per-episode state, e.g. backend objects), :meth:`ToolEnv.call_tool` (route,
+hide or rewrite tool calls) and :meth:`ToolEnv.begin_turn` (the message that opens a turn,
+and info such as a changed tool list).
+
 Example:
     >>> from agentgym import State, ToolEnv, ToolTask, tool
     >>> @tool
@@ -123,13 +128,19 @@ class CallRecord:
 
 @dataclass
 class ToolEpisode:
-    """Everything a checker may look at: the task, final state, calls and responses."""
+    """Everything a checker may look at: the task, final state, calls and responses.
+
+    ``num_actions`` counts the agent's actions that reached the parser and
+    ``format_errors`` those of them it could not parse (for format rewards).
+    """
 
     task: ToolTask
     state: State
     calls: list[CallRecord] = field(default_factory=list)
     responses: list[str] = field(default_factory=list)
     finished: bool = False
+    num_actions: int = 0
+    format_errors: int = 0
 
     def calls_in_turn(self, turn: int) -> list[CallRecord]:
         """The calls made during ``turn``."""
@@ -229,22 +240,56 @@ class ToolEnv(TextEnv):
     # ---------------------------------------------------------------- episode hooks --
 
     def _start(self, task: ToolTask) -> tuple[str, dict[str, Any]]:
-        state = State(copy.deepcopy(dict(task.initial_state)))
-        self.episode = ToolEpisode(task=task, state=state)
+        self.episode = ToolEpisode(task=task, state=self.new_state(task))
         self._steps_in_turn = 0
         self._turn_verdicts = []
-        return task.turns[0], {
+        info = {
             "system_prompt": self._full_system_prompt,
             "tools": self.toolset.schemas,
             "observation_role": "user",
             "num_turns": len(task.turns),
         }
+        observation, turn_info = self.begin_turn(0)
+        info.update(turn_info)
+        return observation, info
+
+    # ---------------------------------------------------------------- subclass hooks --
+
+    def new_state(self, task: ToolTask) -> State:
+        """The state an episode of ``task`` starts from (called once per reset).
+
+        The default is a deep copy of ``task.initial_state``. Override it to build richer
+        per-episode state, e.g. backend objects constructed from the task's configuration.
+        """
+        return State(copy.deepcopy(dict(task.initial_state)))
+
+    def call_tool(self, call: ToolCall) -> ToolResult:
+        """Run one of the agent's calls on the episode's state; never raises.
+
+        The default dispatches through ``self.toolset``. Override it to route calls to
+        per-episode backends, hide tools, or rewrite results; the result is recorded in
+        ``episode.calls`` as returned.
+        """
+        assert self.episode is not None
+        return self.toolset.call(call, state=self.episode.state)
+
+    def begin_turn(self, turn: int) -> tuple[str, dict[str, Any]]:
+        """The observation that opens user turn ``turn``, and extra ``info`` entries.
+
+        Called at reset (turn 0) and whenever a turn starts. The default is the task's
+        message for that turn and no extra info; override it to change the environment
+        between turns (e.g. reveal a tool and update ``info["tools"]``).
+        """
+        assert self.episode is not None
+        return self.episode.task.turns[turn], {}
 
     def _act(self, action: str) -> Transition:
         assert self.episode is not None
         parsed = self.parser.parse(action)
         self._steps_in_turn += 1
+        self.episode.num_actions += 1
         if parsed.error is not None:
+            self.episode.format_errors += 1
             if self._steps_in_turn >= self.max_steps_per_turn:
                 forced = self._end_turn("", forced=True)
                 forced.observation = f"{parsed.error}\n\n{forced.observation}"
@@ -281,7 +326,7 @@ class ToolEnv(TextEnv):
         assert self.episode is not None
         results = []
         for call in calls:
-            result = self.toolset.call(call, state=self.episode.state)
+            result = self.call_tool(call)
             self.episode.calls.append(CallRecord(self._turn, call, result))
             results.append((call, result))
         all_ok = all(result.ok for _, result in results)
@@ -318,12 +363,14 @@ class ToolEnv(TextEnv):
             else ""
         )
         if self._turn < len(episode.task.turns):
+            message, turn_info = self.begin_turn(self._turn)
             return Transition(
-                observation=note + episode.task.turns[self._turn],
+                observation=note + message,
                 action_valid=not forced,
                 feedback=note.strip(),
                 progress=self._progress(),
                 observation_role="user",
+                info=turn_info,
             )
         episode.finished = True
         evaluation = normalize_evaluation(self.checker(episode))
@@ -389,7 +436,9 @@ class ToolEnvExpert(ScriptedPolicy):
         self.error_rate = error_rate
         self.error_kinds = tuple(error_kinds)
         self.rng = np.random.default_rng(seed)
-        self._queue: list[str] = []
+        self._env: ToolEnv | None = None
+        self._turns: list[list[ToolCall]] = []
+        self._answers: list[str] = []
         self.injected: str | None = None
 
     def reset(self, env: Any, observation: str, info: Mapping[str, Any]) -> None:
@@ -403,19 +452,30 @@ class ToolEnvExpert(ScriptedPolicy):
         self.injected = None
         if self.error_kinds and self.rng.random() < self.error_rate:
             self.injected = self._inject(turns)
-        parser = tool_env.parser
-        answers = task.answers or ("Done.",) * len(turns)
-        self._queue = []
-        one_at_a_time = isinstance(parser, ReActParser)
-        for calls, answer in zip(turns, answers, strict=True):
-            if calls and one_at_a_time:
-                self._queue.extend(parser.format_calls([call]) for call in calls)
-            elif calls:
-                self._queue.append(parser.format_calls(calls))
-            self._queue.append(parser.format_answer(str(answer)))
+        self._env = tool_env
+        self._turns = turns
+        self._answers = [str(a) for a in (task.answers or ("Done.",) * len(turns))]
 
     def act(self, observation: str, info: Mapping[str, Any]) -> str:
-        return self._queue.pop(0) if self._queue else "Done."
+        """The next action, read off the environment's progress in the current turn.
+
+        Acting on the environment's state (turn index, calls already made in the turn)
+        rather than on a fixed script keeps the expert correct when an episode is restarted
+        from the middle of another trajectory (EEF explores that way): it issues the
+        turn's remaining planned calls, then the turn's answer.
+        """
+        env = self._env
+        assert env.episode is not None, "reset() the expert after the environment"
+        turn = env._turn
+        if turn >= len(self._turns):
+            return env.parser.format_answer("Done.")
+        planned = self._turns[turn]
+        remaining = planned[len(env.episode.calls_in_turn(turn)) :]
+        if not remaining:
+            return env.parser.format_answer(self._answers[turn])
+        if isinstance(env.parser, ReActParser):  # one action per step in ReAct
+            return env.parser.format_calls(remaining[:1])
+        return env.parser.format_calls(remaining)
 
     def _inject(self, turns: list[list[ToolCall]]) -> str | None:
         kinds = list(self.error_kinds)
