@@ -13,3 +13,10 @@ register_env(
     description="Multi-turn arithmetic with calculator tools (built with the public tools API).",
     max_episode_steps=24,
 )
+
+register_env(
+    "agentgym/BFCL-MultiTurn-v0",
+    "agentgym.envs.bfcl:BFCLMultiTurnEnv",
+    description="BFCL v4 multi-turn function calling over stateful backends (needs bfcl-eval).",
+    max_episode_steps=200,
+)

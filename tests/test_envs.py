@@ -214,7 +214,9 @@ def test_bad_actions_become_observations(env_id: str) -> None:
 def test_time_limit_truncates(env_id: str) -> None:
     env = gym.make(env_id, max_episode_steps=3)
     env.reset(seed=0)
-    outcomes = [env.step("<tool_call>not json</tool_call>")[2:4] for _ in range(3)]
+    # A non-string action is invalid in every environment and never ends a turn or the
+    # episode, so only the time limit can stop it.
+    outcomes = [env.step(42)[2:4] for _ in range(3)]  # type: ignore[arg-type]
     assert outcomes[-1] == (False, True)
     evaluation = env.unwrapped.evaluate()
     assert evaluation.success is False
