@@ -124,7 +124,10 @@ def run_rollout(cfg: DictConfig) -> dict[str, Any]:
 def run_eval(cfg: DictConfig) -> dict[str, Any]:
     """Run the first ``cfg.episodes`` tasks of the held-out split once each; report with CIs."""
     env_kwargs = dict(_container(cfg.env.kwargs) or {})
-    env_kwargs["split"] = cfg.split
+    uses_split = "split" in _constructor_arguments(cfg.env.id)
+    if uses_split:
+        env_kwargs["split"] = cfg.split
+    # Environments without splits (e.g. BFCL, itself a held-out benchmark) use all their tasks.
     collector = _prepare(cfg, "eval", env_kwargs)
     tasks = collector.envs[0].unwrapped.tasks
     if cfg.episodes > len(tasks):
@@ -143,13 +146,14 @@ def run_eval(cfg: DictConfig) -> dict[str, Any]:
         trajectories = collector.run(specs, store=store, progress=cfg.progress, desc="eval")
     summary = summarize(trajectories)
     summary.update(
-        {"env": cfg.env.id, "split": cfg.split, "engine": cfg.engine.name,
+        {"env": cfg.env.id, "split": cfg.split if uses_split else None, "engine": cfg.engine.name,
          "model": cfg.model.name, "run_dir": str(run_dir)}
     )  # fmt: skip
     _report(collector, summary)
     _write(run_dir / "eval.json", summary)
     print(
-        f"eval {cfg.env.id} [{cfg.split}] with {_policy_label(cfg)}: success "
+        f"eval {cfg.env.id}{f' [{cfg.split}]' if uses_split else ''} with {_policy_label(cfg)}: "
+        "success "
         f"{summary['success_rate']:.3f} (95% CI {summary['success_ci95'][0]:.3f}-"
         f"{summary['success_ci95'][1]:.3f}), mean reward {summary['mean_reward']:.3f} over "
         f"{summary['episodes']} tasks"
@@ -158,6 +162,15 @@ def run_eval(cfg: DictConfig) -> dict[str, Any]:
         print(f"  {group}: success {block['success_rate']:.3f} {list(block['success_ci95'])}")
     collector.close()
     return summary
+
+
+def _constructor_arguments(env_id: str) -> list[str]:
+    import gymnasium as gym
+
+    from agentgym.core.registry import EnvFactory
+
+    entry_point = gym.spec(env_id).entry_point if env_id in gym.registry else None
+    return entry_point.valid_arguments() if isinstance(entry_point, EnvFactory) else []
 
 
 def _policy_label(cfg: DictConfig) -> str:

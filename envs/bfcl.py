@@ -341,6 +341,8 @@ def _build_task(category: str, entry: Mapping[str, Any], answer: Mapping[str, An
     }
     if kept:
         metadata["not_withheld"] = kept
+    # Evaluation groups results by the task's metadata (agentgym.evaluation.summarize).
+    metadata["category"] = category
     return BFCLTask(
         id=entry["id"],
         category=category,
