@@ -20,3 +20,10 @@ register_env(
     description="BFCL v4 multi-turn function calling over stateful backends (needs bfcl-eval).",
     max_episode_steps=200,
 )
+
+register_env(
+    "agentgym/ToolUse-v0",
+    "agentgym.envs.tooluse:ToolUseEnv",
+    description="Multi-turn stateful tool use over 5 simulated backends, BFCL-style checks.",
+    max_episode_steps=60,
+)

@@ -624,3 +624,20 @@ def test_parser_instances_pass_through() -> None:
     env = make_bank_env(parser=parser)
     assert env.parser is parser
     assert get_parser("react").answer_action is None
+
+
+def test_fresh_experts_inject_errors_at_the_configured_rate() -> None:
+    """The collector builds one expert per episode; injection must still follow the rate."""
+    from agentgym.collector import EpisodeSpec, RolloutCollector
+
+    collector = RolloutCollector(
+        "agentgym/Calculator-v0",
+        engine=None,
+        env_kwargs={"difficulty": "medium"},
+        expert_kwargs={"error_rate": 0.5, "error_kinds": ["wrong_argument"], "seed": 0},
+    )
+    trajectories = collector.run([EpisodeSpec(f"e{i}", seed=i) for i in range(60)], progress=False)
+    failures = sum(not t.success for t in trajectories)
+    assert 18 <= failures <= 42  # Binomial(60, 0.5): far from all-or-nothing
+    again = collector.run([EpisodeSpec(f"e{i}", seed=i) for i in range(60)], progress=False)
+    assert [t.success for t in again] == [t.success for t in trajectories]

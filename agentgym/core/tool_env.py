@@ -435,6 +435,7 @@ class ToolEnvExpert(ScriptedPolicy):
             raise ValueError(f"error_rate must be in [0, 1], got {error_rate}")
         self.error_rate = error_rate
         self.error_kinds = tuple(error_kinds)
+        self.seed = seed
         self.rng = np.random.default_rng(seed)
         self._env: ToolEnv | None = None
         self._turns: list[list[ToolCall]] = []
@@ -450,6 +451,11 @@ class ToolEnvExpert(ScriptedPolicy):
             raise ValueError(f"Task {task.id!r} has no ground_truth; the expert cannot act.")
         turns = [list(calls) for calls in task.ground_truth]
         self.injected = None
+        # Error draws depend on (seed, episode seed): a fresh expert per episode (as the
+        # collector makes) still injects errors at the configured rate, reproducibly.
+        self.rng = np.random.default_rng(
+            [self.seed & 0xFFFFFFFF, int(info.get("episode_seed") or 0)]
+        )
         if self.error_kinds and self.rng.random() < self.error_rate:
             self.injected = self._inject(turns)
         self._env = tool_env
