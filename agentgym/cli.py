@@ -22,6 +22,7 @@ _USAGE = """usage: agentgym <command> [overrides...]
 
 commands:
   list-envs   list the registered environments
+  train       train an agent: trainer=sft|rft|eef (Hydra config: train)
   rollout     collect episodes with a policy (Hydra config: rollout)
   eval        held-out success rate and reward with confidence intervals (config: eval)
   serve       serve a model over an OpenAI-compatible API with vLLM (agentgym serve --help)
@@ -55,7 +56,14 @@ def _eval(cfg: Any) -> Any:
     return run_eval(cfg)
 
 
+def _train(cfg: Any) -> Any:
+    from agentgym.commands import run_train
+
+    return run_train(cfg)
+
+
 _HYDRA_COMMANDS: dict[str, tuple[str, Callable[[Any], Any]]] = {
+    "train": ("train", _train),
     "rollout": ("rollout", _rollout),
     "eval": ("eval", _eval),
 }

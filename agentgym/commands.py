@@ -20,7 +20,7 @@ from agentgym.core.trajectory import TrajectoryStore
 from agentgym.engines.base import Engine, SamplingParams
 from agentgym.evaluation import summarize
 
-__all__ = ["build_engine", "run_eval", "run_rollout"]
+__all__ = ["build_engine", "run_eval", "run_rollout", "run_train"]
 
 
 def _container(node: Any) -> Any:
@@ -162,6 +162,105 @@ def run_eval(cfg: DictConfig) -> dict[str, Any]:
         print(f"  {group}: success {block['success_rate']:.3f} {list(block['success_ci95'])}")
     collector.close()
     return summary
+
+
+def run_train(cfg: DictConfig) -> list[dict[str, Any]]:
+    """Train with ``cfg.trainer``: validate, build the workbench, run the recipe, report."""
+    import importlib
+
+    try:
+        validate_config(cfg, "train")
+        train_kwargs = dict(_container(cfg.env.kwargs) or {})
+        eval_kwargs = dict(train_kwargs)
+        if "split" in _constructor_arguments(cfg.env.id):
+            train_kwargs["split"], eval_kwargs["split"] = "train", cfg.eval.split
+        import gymnasium as gym
+
+        for kwargs in (train_kwargs, eval_kwargs):
+            gym.make(cfg.env.id, **kwargs).close()  # constructor-level checks, cheap
+    except (ConfigError, ValueError, TypeError) as exc:
+        print(f"agentgym train: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+    from agentgym.trainers import TRAINERS
+
+    config_class, recipe_path = TRAINERS[cfg.trainer.name]
+    recipe_config = config_class(
+        **{k: v for k, v in _container(cfg.trainer).items() if k != "name"}
+    )
+    module_name, _, function_name = recipe_path.partition(":")
+    recipe = getattr(importlib.import_module(module_name), function_name)
+    bench = _workbench(cfg, train_kwargs, eval_kwargs)
+    try:
+        rows = recipe(bench, recipe_config)
+        bench.run.write_summary(rows)
+        plots = bench.run.plot()
+    except BaseException:
+        bench.close(interrupted=True)
+        raise
+    bench.close()
+    print(f"agentgym train ({cfg.trainer.name}) -> {bench.run.path}")
+    for row in rows:
+        low, high = row["success_ci95"]
+        print(
+            f"  {row['stage']:<28} held-out success {row['success_rate']:.3f} "
+            f"[{low:.3f}, {high:.3f}]  mean reward {row['mean_reward']:.3f}  "
+            f"({row['episodes']} tasks)"
+        )
+    print(f"  plots: {', '.join(p.name for p in plots)}")
+    return rows
+
+
+def _workbench(cfg: DictConfig, train_kwargs: dict[str, Any], eval_kwargs: dict[str, Any]) -> Any:
+    """The model, engine and run directory of a training run."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from agentgym.engines import make_engine
+    from agentgym.models import resolve_model
+    from agentgym.trainers.common import Workbench
+    from agentgym.trainers.run import RunDir
+    from agentgym.trainers.sft import SFTConfig
+
+    torch.manual_seed(cfg.seed)
+    path = resolve_model(cfg.model.name)
+    dtype = getattr(torch, cfg.training.dtype)
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype).to(cfg.training.device)
+    engine_kwargs = dict(_container(cfg.engine.kwargs) or {})
+    if cfg.engine.name == "hf":
+        # The HF engine generates with the trainer's own model: no weight copy to sync.
+        engine = make_engine(
+            "hf", model=str(path), model_instance=model, tokenizer=tokenizer, **engine_kwargs
+        )
+    else:
+        engine = make_engine(cfg.engine.name, model=str(path), **engine_kwargs)
+    run = RunDir(
+        _run_dir(cfg),
+        config=_container(cfg),
+        tensorboard=cfg.tensorboard,
+        wandb=cfg.wandb,
+    )
+    sampling = _sampling(cfg)
+    return Workbench(
+        run=run,
+        model=model,
+        tokenizer=tokenizer,
+        engine=engine,
+        env_id=cfg.env.id,
+        train_env_kwargs=train_kwargs,
+        eval_env_kwargs=eval_kwargs,
+        sampling=sampling,
+        eval_sampling=sampling.with_(temperature=float(cfg.eval.temperature)),
+        sft=SFTConfig(**_container(cfg.sft), progress=cfg.progress),
+        num_envs=cfg.num_envs,
+        max_turns=cfg.max_turns,
+        max_context_tokens=cfg.max_context_tokens,
+        eval_episodes=cfg.eval.episodes,
+        expert_kwargs=dict(_container(cfg.expert) or {}),
+        progress=cfg.progress,
+        seed=cfg.seed,
+    )
 
 
 def _constructor_arguments(env_id: str) -> list[str]:

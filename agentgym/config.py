@@ -44,6 +44,11 @@ COMMAND_KEYS: dict[str, tuple[str, ...]] = {
         "env", "engine", "model", "sampling", "episodes", "seed", "num_envs", "max_turns",
         "max_context_tokens", "run_dir", "progress",
     ),
+    "train": (
+        "env", "engine", "model", "trainer", "sampling", "seed", "num_envs", "max_turns",
+        "max_context_tokens", "eval", "expert", "sft", "training", "run_dir", "progress",
+        "tensorboard", "wandb",
+    ),
     "eval": (
         "env", "engine", "model", "sampling", "split", "episodes", "seed", "num_envs",
         "max_turns", "max_context_tokens", "run_dir", "progress",
@@ -171,6 +176,55 @@ def sampling_problems(sampling_cfg: Any) -> list[str]:
     return problems
 
 
+def _dataclass_fields(cls: type) -> list[str]:
+    import dataclasses
+
+    return [f.name for f in dataclasses.fields(cls)]
+
+
+def trainer_problems(data: Mapping[str, Any]) -> list[str]:
+    """Problems with the ``trainer``, ``sft``, ``eval`` and ``training`` sections of ``train``."""
+    from agentgym.trainers import TRAINERS
+    from agentgym.trainers.sft import SFTConfig
+
+    problems: list[str] = []
+    trainer = data.get("trainer")
+    if not isinstance(trainer, Mapping):
+        return ["trainer must be a mapping with a 'name'"]
+    name = trainer.get("name")
+    if name not in TRAINERS:
+        close = difflib.get_close_matches(str(name), list(TRAINERS), n=1)
+        hint = f" Did you mean '{close[0]}'?" if close else ""
+        return [f"trainer.name={name!r} is not known.{hint} Valid: {', '.join(TRAINERS)}"]
+    config_class = TRAINERS[name][0]
+    fields = _dataclass_fields(config_class)
+    problems += _unknown_keys("trainer", [k for k in trainer if k != "name"], fields)
+    try:
+        config_class(**{k: v for k, v in trainer.items() if k in fields})
+    except (ValueError, TypeError) as exc:
+        problems.append(f"trainer: {exc}")
+    sft = data.get("sft") or {}
+    sft_fields = [f for f in _dataclass_fields(SFTConfig) if f != "progress"]
+    problems += _unknown_keys("sft", sft, sft_fields)
+    try:
+        SFTConfig(**{k: v for k, v in sft.items() if k in sft_fields})
+    except (ValueError, TypeError) as exc:
+        problems.append(f"sft: {exc}")
+    problems += _unknown_keys("eval", data.get("eval") or {}, ("episodes", "split", "temperature"))
+    problems += _positive_int(data.get("eval") or {}, "episodes")
+    training = data.get("training") or {}
+    problems += _unknown_keys("training", training, ("device", "dtype"))
+    if training.get("dtype") not in (None, "float32", "bfloat16", "float16"):
+        problems.append(
+            f"training.dtype={training.get('dtype')!r}: use float32, bfloat16 or float16"
+        )
+    if data.get("engine", {}).get("name") in ("expert", "openai"):
+        problems.append(
+            "engine must be 'vllm' or 'hf' for training (the policy's weights must be updated)"
+        )
+    return problems
+
+
 def _positive_int(data: Mapping[str, Any], key: str, *, optional: bool = False) -> list[str]:
     if key not in data or (optional and data[key] is None):
         return []
@@ -195,6 +249,8 @@ def validate_config(cfg: DictConfig | Mapping[str, Any], command: str) -> None:
     )
     problems += model_problems(data.get("model"), engine_name)
     problems += sampling_problems(data.get("sampling"))
+    if command == "train":
+        problems += trainer_problems(data)
     problems += _positive_int(data, "num_envs")
     problems += _positive_int(data, "max_turns", optional=True)
     problems += _positive_int(data, "max_context_tokens")

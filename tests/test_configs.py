@@ -11,20 +11,56 @@ from agentgym.config import ConfigError, validate_config
 
 CONFIG_ROOT = Path(__file__).resolve().parents[1] / "configs"
 GROUPS = sorted(p.name for p in CONFIG_ROOT.iterdir() if p.is_dir() and p.name != "__pycache__")
-COMMANDS = ["rollout", "eval"]
+COMMANDS = ["rollout", "eval", "train"]
+# Training needs an engine whose weights it can update.
+NOT_FOR_TRAINING = {("engine", "expert"), ("engine", "openai")}
 OPTIONS = [
-    (group, option.stem)
+    (command, group, option.stem)
+    for command in COMMANDS
     for group in GROUPS
+    if f"  - {group}:" in (CONFIG_ROOT / f"{command}.yaml").read_text()
     for option in sorted((CONFIG_ROOT / group).glob("*.yaml"))
+    if not (command == "train" and (group, option.stem) in NOT_FOR_TRAINING)
 ]
 
 
-@pytest.mark.parametrize("command", COMMANDS)
-@pytest.mark.parametrize(("group", "option"), OPTIONS)
+@pytest.mark.parametrize(("command", "group", "option"), OPTIONS)
 def test_config_option_composes_and_validates(command: str, group: str, option: str) -> None:
     with initialize_config_module("agentgym.configs", version_base="1.3"):
         cfg = compose(config_name=command, overrides=[f"{group}={option}"])
     validate_config(cfg, command)
+
+
+def test_every_group_option_is_used_by_some_command() -> None:
+    used = {(group, option) for _, group, option in OPTIONS}
+    shipped = {(g, o.stem) for g in GROUPS for o in (CONFIG_ROOT / g).glob("*.yaml")}
+    assert used == shipped
+
+
+def test_train_config_problems_are_all_listed() -> None:
+    with initialize_config_module("agentgym.configs", version_base="1.3"):
+        cfg = compose(
+            config_name="train",
+            overrides=[
+                "trainer=rft",
+                "+trainer.iteratons=3",
+                "trainer.samples_per_task=0",
+                "sft.schedule=linear",
+                "engine=expert",
+                "training.dtype=fp8",
+            ],
+        )
+    with pytest.raises(ConfigError) as excinfo:
+        validate_config(cfg, "train")
+    text = str(excinfo.value)
+    for expected in (
+        "Did you mean 'iterations'?",
+        "samples_per_task must be >= 1",
+        "schedule must be 'cosine' or 'constant'",
+        "engine must be 'vllm' or 'hf'",
+        "training.dtype='fp8'",
+    ):
+        assert expected in text, expected
 
 
 @pytest.mark.parametrize("path", sorted(CONFIG_ROOT.rglob("*.yaml")), ids=lambda p: p.name)

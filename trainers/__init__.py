@@ -1,0 +1,20 @@
+"""agentgym's trainers, installed as ``agentgym.trainers``.
+
+Each recipe is a short loop over the verbs of :class:`~agentgym.trainers.common.Workbench`
+(collect, select, fine-tune, evaluate); ``TRAINERS`` maps the config name to its settings
+class and recipe (``"module:function"``, imported when used).
+"""
+
+from __future__ import annotations
+
+from agentgym.trainers.eef import EEFConfig
+from agentgym.trainers.rft import RFTConfig, SFTRecipeConfig
+
+#: trainer name -> (settings dataclass, "module:recipe")
+TRAINERS: dict[str, tuple[type, str]] = {
+    "sft": (SFTRecipeConfig, "agentgym.trainers.rft:sft_recipe"),
+    "rft": (RFTConfig, "agentgym.trainers.rft:rft_recipe"),
+    "eef": (EEFConfig, "agentgym.trainers.eef:eef_recipe"),
+}
+
+__all__ = ["TRAINERS"]

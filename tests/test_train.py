@@ -1,0 +1,115 @@
+"""`agentgym train` end to end on a tiny model: learning, artifacts, resume after kill -9."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import torch
+from transformers import AutoModelForCausalLM
+
+from agentgym.core.trajectory import TrajectoryStore
+from agentgym.models import resolve_model
+
+TINY = [
+    "model=tiny-random-llama", "engine=hf", "num_envs=4", "sampling.max_tokens=12",
+    "eval.episodes=4", "sft.epochs=1", "sft.learning_rate=1e-3", "progress=false",
+]  # fmt: skip
+
+
+def _command(run_dir: Path, *overrides: str) -> list[str]:
+    return [sys.executable, "-m", "agentgym.cli", "train", *TINY, f"run_dir={run_dir}", *overrides]
+
+
+def _train(run_dir: Path, *overrides: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        _command(run_dir, *overrides), capture_output=True, text=True, timeout=600,
+        cwd=run_dir.parent,
+    )  # fmt: skip
+
+
+def test_sft_trains_checkpoints_and_reports(tmp_path: Path) -> None:
+    run_dir = tmp_path / "sft"
+    result = _train(run_dir, "trainer=sft", "trainer.train_tasks=6")
+    assert result.returncode == 0, result.stderr[-3000:]
+    # The fine-tuned checkpoint loads and differs from the base model.
+    checkpoint = run_dir / "checkpoints" / "iter-1"
+    tuned = AutoModelForCausalLM.from_pretrained(checkpoint)
+    base = AutoModelForCausalLM.from_pretrained(resolve_model("tiny-random-llama"))
+    differs = [
+        name for (name, a), (_, b) in zip(tuned.named_parameters(), base.named_parameters(),
+                                          strict=True)
+        if not torch.equal(a, b)
+    ]  # fmt: skip
+    assert differs
+    losses = [m["train/loss"] for m in map(json.loads, (run_dir / "metrics.jsonl").open())
+              if "train/loss" in m]  # fmt: skip
+    assert losses and all(loss > 0 for loss in losses)
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert [row["iteration"] for row in summary["rows"]] == [0, 1]
+    assert (run_dir / "plots" / "train_loss.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "held-out success" in result.stdout
+
+
+def _ledger(run_dir: Path) -> list[tuple[str, int]]:
+    path = run_dir / "ledger.jsonl"
+    if not path.exists():
+        return []
+    entries = []
+    for line in path.read_text().splitlines():
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        entries.append((record["phase"], record["iteration"]))
+    return entries
+
+
+def _kill_when(run_dir: Path, ready, *overrides: str) -> None:
+    process = subprocess.Popen(
+        _command(run_dir, *overrides), cwd=run_dir.parent,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )  # fmt: skip
+    deadline = time.monotonic() + 300
+    try:
+        while not ready() and process.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+
+
+def test_rft_resumes_after_kill_without_losing_or_duplicating(tmp_path: Path) -> None:
+    run_dir = tmp_path / "rft"
+    run_dir.mkdir()
+    overrides = ("trainer=rft", "trainer.iterations=2", "trainer.train_tasks=4")
+
+    def collecting() -> bool:  # killed in the middle of the first policy collection
+        store = run_dir / "trajectories" / "collect-1.jsonl"
+        return store.exists() and store.stat().st_size > 0
+
+    _kill_when(run_dir, collecting, *overrides)
+    assert ("train", 1) not in _ledger(run_dir)
+    _kill_when(run_dir, lambda: ("train", 1) in _ledger(run_dir), *overrides)
+    assert ("eval", 2) not in _ledger(run_dir)
+
+    result = _train(run_dir, *overrides)
+    assert result.returncode == 0, result.stderr[-3000:]
+    ledger = _ledger(run_dir)
+    assert Counter(ledger) == Counter(set(ledger)), "a phase ran twice"
+    assert {("eval", 0), ("train", 1), ("eval", 1), ("train", 2), ("eval", 2)} <= set(ledger)
+    for store_path in sorted((run_dir / "trajectories").glob("*.jsonl")):
+        with TrajectoryStore(store_path, readonly=True) as store:
+            ids = [t.id for t in store]
+        assert len(ids) == len(set(ids)), store_path.name
+        expected = {"expert": 4, "collect-1": 8, "collect-2": 8}.get(store_path.stem, 4)
+        assert len(ids) == expected, store_path.name
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert [row["iteration"] for row in summary["rows"]] == [0, 1, 2]

@@ -1,0 +1,224 @@
+"""What every training recipe needs, built once from the config: the :class:`Workbench`.
+
+A recipe (SFT, RFT, EEF, ...) is a short loop over four verbs the workbench provides:
+
+* :meth:`Workbench.collect`: run episodes with the current policy (or the environment's
+  expert) through the batched collector, into a crash-safe store of the run directory;
+* :meth:`Workbench.evaluate`: held-out success rate and reward with 95% intervals;
+* :meth:`Workbench.finetune`: SFT on chosen trajectories, then a checkpoint and a weight
+  sync to the rollout engine;
+* :meth:`Workbench.phase`: run a step once: a phase already recorded as done in the run's
+  ledger is skipped on resume, so a killed run continues where it stopped, and each
+  phase's own store makes a half-finished collection resume without repeating episodes.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from agentgym.collector import EpisodeSpec, RolloutCollector
+from agentgym.core.trajectory import Trajectory
+from agentgym.engines.base import Engine, SamplingParams
+from agentgym.evaluation import summarize
+from agentgym.trainers.data import trajectories_to_examples
+from agentgym.trainers.run import RunDir
+from agentgym.trainers.sft import SFTConfig, train_sft
+
+__all__ = ["Workbench"]
+
+
+@dataclass
+class Workbench:
+    """The model, engine, environment settings and run directory of one training run.
+
+    Attributes:
+        run: The run directory (stores, ledger, metrics, checkpoints, plots).
+        model: The trainable ``transformers`` model.
+        tokenizer: Its tokenizer.
+        engine: The rollout engine (shares or syncs the model's weights).
+        env_id: Environment id.
+        train_env_kwargs: Environment arguments for training episodes.
+        eval_env_kwargs: Environment arguments for held-out evaluation.
+        sampling: Sampling for training rollouts.
+        eval_sampling: Sampling for evaluation (greedy by default).
+        num_envs / max_turns / max_context_tokens: Collector settings.
+        eval_episodes: Held-out tasks per evaluation.
+        sft: SFT hyper-parameters of every fine-tuning phase.
+        expert_kwargs: Arguments of the environment's expert.
+        progress: Show progress bars.
+    """
+
+    run: RunDir
+    model: Any
+    tokenizer: Any
+    engine: Engine
+    env_id: str
+    train_env_kwargs: dict[str, Any]
+    eval_env_kwargs: dict[str, Any]
+    sampling: SamplingParams
+    eval_sampling: SamplingParams
+    sft: SFTConfig
+    num_envs: int = 8
+    max_turns: int | None = None
+    max_context_tokens: int = 2048
+    eval_episodes: int = 20
+    expert_kwargs: dict[str, Any] = field(default_factory=dict)
+    progress: bool = True
+    seed: int = 0
+    _collectors: dict[tuple[str, bool], RolloutCollector] = field(default_factory=dict)
+
+    # ------------------------------------------------------------------ phases --
+
+    def phase(
+        self, name: str, iteration: int, work: Callable[[], Mapping[str, Any] | None]
+    ) -> dict[str, Any]:
+        """Run ``work`` unless the ledger says ``(name, iteration)`` is done; return its result."""
+        if self.run.done(name, iteration):
+            return dict(self.run.result(name, iteration) or {})
+        started = time.perf_counter()
+        result = dict(work() or {})
+        result.setdefault("seconds", round(time.perf_counter() - started, 3))
+        self.run.mark_done(name, iteration, result)
+        return result
+
+    # ------------------------------------------------------------------ verbs --
+
+    def _collector(self, split: str, expert: bool) -> RolloutCollector:
+        key = (split, expert)
+        if key not in self._collectors:
+            self._collectors[key] = RolloutCollector(
+                self.env_id,
+                engine=None if expert else self.engine,
+                env_kwargs=self.eval_env_kwargs if split == "eval" else self.train_env_kwargs,
+                sampling=self.eval_sampling if split == "eval" else self.sampling,
+                num_envs=self.num_envs,
+                max_turns=self.max_turns,
+                max_context_tokens=self.max_context_tokens,
+                expert_kwargs=self.expert_kwargs if expert else None,
+            )
+        return self._collectors[key]
+
+    def collect(
+        self,
+        store_name: str,
+        specs: Sequence[EpisodeSpec],
+        *,
+        iteration: int,
+        expert: bool = False,
+        split: str = "train",
+    ) -> list[Trajectory]:
+        """Episodes for ``specs`` (resumable: stored ones are not run again)."""
+        collector = self._collector(split, expert)
+        trajectories = collector.run(
+            specs,
+            store=self.run.store(store_name),
+            iteration=iteration,
+            progress=self.progress,
+            desc=store_name,
+        )
+        summary = summarize(trajectories)
+        namespace = "expert" if expert else ("eval" if split == "eval" else "rollout")
+        self.run.log(
+            {
+                f"{namespace}/success_rate": summary["success_rate"],
+                f"{namespace}/mean_reward": summary["mean_reward"],
+                f"{namespace}/episodes": summary["episodes"],
+            },
+            step=iteration,
+        )
+        return trajectories
+
+    def evaluate(self, iteration: int, label: str) -> dict[str, Any]:
+        """Held-out evaluation after ``iteration`` (the first ``eval_episodes`` tasks)."""
+
+        def work() -> dict[str, Any]:
+            tasks = self._collector("eval", False).envs[0].unwrapped.tasks
+            count = min(self.eval_episodes, len(tasks))
+            specs = [
+                EpisodeSpec(
+                    f"eval-{iteration}-{tasks.id_at(i)}", task_id=tasks.id_at(i), seed=self.seed + i
+                )
+                for i in range(count)
+            ]
+            trajectories = self.collect(f"eval-{iteration}", specs, iteration=iteration,
+                                        split="eval")  # fmt: skip
+            summary = summarize(trajectories)
+            low, high = summary["success_ci95"]
+            self.run.log({"eval/success_ci_low": low, "eval/success_ci_high": high}, step=iteration)
+            return {
+                "stage": label,
+                "iteration": iteration,
+                "episodes": summary["episodes"],
+                "success_rate": summary["success_rate"],
+                "success_ci95": list(summary["success_ci95"]),
+                "mean_reward": summary["mean_reward"],
+                "reward_ci95": list(summary["reward_ci95"]),
+                "groups": summary["groups"],
+            }
+
+        return self.phase("eval", iteration, work)
+
+    def finetune(self, iteration: int, trajectories: Sequence[Trajectory]) -> dict[str, Any]:
+        """SFT on ``trajectories``, checkpoint ``iter-<iteration>``, sync the engine."""
+
+        def work() -> dict[str, Any]:
+            examples = trajectories_to_examples(
+                trajectories, self.tokenizer, max_length=self.max_context_tokens
+            )
+            if not examples:
+                return {"examples": 0, "trained_tokens": 0, "skipped": True}
+            pad = self.tokenizer.pad_token_id or 0
+            # train/* metrics use one step axis across iterations.
+            offset = sum(
+                int((self.run.result("train", k) or {}).get("steps", 0)) for k in range(iteration)
+            )
+
+            def on_step(metrics: dict[str, float]) -> None:
+                global_step = offset + int(metrics["step"])
+                self.run.log(
+                    {
+                        "train/loss": metrics["loss"],
+                        "train/learning_rate": metrics["learning_rate"],
+                    },
+                    step=global_step,
+                )
+
+            history = train_sft(self.model, examples, self.sft, pad_token_id=pad, on_step=on_step)
+            self.run.save_checkpoint(f"iter-{iteration}", self.model, self.tokenizer)
+            self.engine.update_weights(self.model)
+            return {
+                "examples": len(examples),
+                "trained_tokens": sum(h["trained_tokens"] for h in history),
+                "first_loss": history[0]["loss"],
+                "last_loss": history[-1]["loss"],
+                "steps": len(history),
+            }
+
+        result = self.phase("train", iteration, work)
+        return result
+
+    def restore(self, iteration: int) -> None:
+        """Load the newest checkpoint up to ``iteration`` into the model and the engine."""
+        for k in range(iteration, 0, -1):
+            path = self.run.checkpoint(f"iter-{k}")
+            if path is not None:
+                from transformers import AutoModelForCausalLM
+
+                saved = AutoModelForCausalLM.from_pretrained(path, dtype=self.model.dtype)
+                self.model.load_state_dict(saved.state_dict())
+                self.engine.update_weights(self.model)
+                return
+
+    def close(self, *, interrupted: bool = False) -> None:
+        """Close the collectors' environments, the engine and the run directory.
+
+        ``interrupted=True`` (an exception or Ctrl-C) tells the run directory to roll back
+        metrics logged after the last completed phase, since that phase will run again.
+        """
+        for collector in self._collectors.values():
+            collector.close()
+        self.engine.close()
+        self.run.close(interrupted=interrupted)
