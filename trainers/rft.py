@@ -62,7 +62,7 @@ class RFTConfig:
     """
 
     iterations: int = 2
-    train_tasks: int = 32
+    train_tasks: int = 16
     samples_per_task: int = 2
     min_reward: float = 1.0
     max_per_task: int | None = 1
