@@ -47,7 +47,7 @@ from agentgym.core.parsing import (
 )
 from agentgym.core.registry import check_choice
 from agentgym.core.tasks import TaskSet
-from agentgym.core.tool_env import ToolEnvExpert, normalize_evaluation
+from agentgym.core.tool_env import ToolEnvExpert, final_transition, normalize_evaluation
 from agentgym.core.tools import _check_value, _short
 
 __all__ = [
@@ -930,19 +930,7 @@ class BFCLMultiTurnEnv(TextEnv):
             )
         evaluation = self._evaluate(finished=True)
         self._evaluation = evaluation
-        verdict = "solved" if evaluation.success else "not solved"
-        observation = f"{note}Episode finished: task {verdict} (reward {evaluation.reward:g})."
-        if evaluation.feedback:
-            observation += f"\n{evaluation.feedback}"
-        return Transition(
-            observation=observation,
-            reward=evaluation.reward,
-            terminated=True,
-            action_valid=not forced,
-            feedback=evaluation.feedback,
-            progress=evaluation.progress,
-            evaluation=normalize_evaluation(evaluation),
-        )
+        return final_transition(normalize_evaluation(evaluation), note=note, forced=forced)
 
     def _progress(self) -> float:
         assert self.task is not None

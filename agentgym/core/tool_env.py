@@ -70,6 +70,7 @@ __all__ = [
     "ToolEnvExpert",
     "ToolEpisode",
     "ToolTask",
+    "final_transition",
     "normalize_evaluation",
 ]
 
@@ -379,19 +380,7 @@ class ToolEnv(TextEnv):
         if self._turn_verdicts:
             for index, ok in enumerate(self._turn_verdicts):
                 evaluation.verdicts.setdefault(f"turn_{index}", ok)
-        verdict = "solved" if evaluation.success else "not solved"
-        observation = f"{note}Episode finished: task {verdict} (reward {evaluation.reward:g})."
-        if evaluation.feedback:
-            observation += f"\n{evaluation.feedback}"
-        return Transition(
-            observation=observation,
-            reward=evaluation.reward,
-            terminated=True,
-            action_valid=not forced,
-            feedback=evaluation.feedback,
-            progress=evaluation.progress,
-            evaluation=evaluation,
-        )
+        return final_transition(evaluation, note=note, forced=forced)
 
     def _progress(self) -> float | None:
         if self.turn_checker is None or self.episode is None:
@@ -401,6 +390,23 @@ class ToolEnv(TextEnv):
     def make_expert(self, **kwargs: Any) -> ToolEnvExpert:
         """A scripted expert that replays each task's ground truth (see :class:`ToolEnvExpert`)."""
         return ToolEnvExpert(**kwargs)
+
+
+def final_transition(evaluation: Evaluation, *, note: str = "", forced: bool = False) -> Transition:
+    """The last transition of an episode: the verdict, reward and feedback for the agent."""
+    verdict = "solved" if evaluation.success else "not solved"
+    observation = f"{note}Episode finished: task {verdict} (reward {evaluation.reward:g})."
+    if evaluation.feedback:
+        observation += f"\n{evaluation.feedback}"
+    return Transition(
+        observation=observation,
+        reward=evaluation.reward,
+        terminated=True,
+        action_valid=not forced,
+        feedback=evaluation.feedback,
+        progress=evaluation.progress,
+        evaluation=evaluation,
+    )
 
 
 class ToolEnvExpert(ScriptedPolicy):
