@@ -69,6 +69,9 @@ class Workbench:
     progress: bool = True
     seed: int = 0
     _collectors: dict[tuple[str, bool], RolloutCollector] = field(default_factory=dict)
+    # Which fine-tuning iteration the model's weights come from (0: the base model), so that
+    # restore() reads a checkpoint from disk only when resuming, not after every phase.
+    _weights_iteration: int = 0
 
     # ------------------------------------------------------------------ phases --
 
@@ -85,6 +88,10 @@ class Workbench:
         return result
 
     # ------------------------------------------------------------------ verbs --
+
+    def collector_for(self, split: str, *, expert: bool = False) -> RolloutCollector:
+        """The (cached) collector for ``"train"`` or ``"eval"`` episodes."""
+        return self._collector(split, expert)
 
     def _collector(self, split: str, expert: bool) -> RolloutCollector:
         key = (split, expert)
@@ -135,7 +142,7 @@ class Workbench:
         """Held-out evaluation after ``iteration`` (the first ``eval_episodes`` tasks)."""
 
         def work() -> dict[str, Any]:
-            tasks = self._collector("eval", False).envs[0].unwrapped.tasks
+            tasks = self.collector_for("eval").envs[0].unwrapped.tasks
             count = min(self.eval_episodes, len(tasks))
             specs = [
                 EpisodeSpec(
@@ -189,6 +196,7 @@ class Workbench:
             history = train_sft(self.model, examples, self.sft, pad_token_id=pad, on_step=on_step)
             self.run.save_checkpoint(f"iter-{iteration}", self.model, self.tokenizer)
             self.engine.update_weights(self.model)
+            self._weights_iteration = iteration
             return {
                 "examples": len(examples),
                 "trained_tokens": sum(h["trained_tokens"] for h in history),
@@ -201,15 +209,22 @@ class Workbench:
         return result
 
     def restore(self, iteration: int) -> None:
-        """Load the newest checkpoint up to ``iteration`` into the model and the engine."""
+        """Load the newest checkpoint up to ``iteration`` into the model and the engine.
+
+        A no-op when the model already holds those weights (the normal, uninterrupted flow);
+        after a restart it brings back the weights of the last completed fine-tuning phase.
+        """
         for k in range(iteration, 0, -1):
             path = self.run.checkpoint(f"iter-{k}")
+            if path is not None and k == self._weights_iteration:
+                return
             if path is not None:
                 from transformers import AutoModelForCausalLM
 
                 saved = AutoModelForCausalLM.from_pretrained(path, dtype=self.model.dtype)
                 self.model.load_state_dict(saved.state_dict())
                 self.engine.update_weights(self.model)
+                self._weights_iteration = k
                 return
 
     def close(self, *, interrupted: bool = False) -> None:

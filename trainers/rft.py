@@ -87,7 +87,7 @@ def task_specs(
     bench: Workbench, prefix: str, count: int, per_task: int, iteration: int
 ) -> list[EpisodeSpec]:
     """``per_task`` episodes for each of the first ``count`` training tasks, with stable ids."""
-    tasks = bench._collector("train", True).envs[0].unwrapped.tasks
+    tasks = bench.collector_for("train", expert=True).envs[0].unwrapped.tasks
     count = min(count, len(tasks))
     return [
         EpisodeSpec(

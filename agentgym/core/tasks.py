@@ -21,7 +21,7 @@ from __future__ import annotations
 import difflib
 import functools
 from collections.abc import Callable, Sequence
-from typing import Any, Generic, TypeVar
+from typing import Generic, TypeVar
 
 import numpy as np
 
@@ -153,8 +153,3 @@ def _unknown_task_message(task_id: str, ids: Sequence[str]) -> str:
     hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
     sample = ", ".join(map(repr, list(ids)[:5]))
     return f"Unknown task id {task_id!r}.{hint} This task set has {len(ids)} tasks, e.g. {sample}."
-
-
-def describe_task(task: Any) -> str:
-    """A short human-readable label for a task (its id or repr)."""
-    return str(getattr(task, "id", task))
