@@ -7,7 +7,6 @@ import itertools
 import json
 import re
 import sys
-import time
 
 import gymnasium as gym
 import pytest
@@ -70,7 +69,6 @@ def test_oracle_solves_every_entry_of_every_category(envs, parser: str) -> None:
     expert = env.make_expert()
     assert len(env.tasks) == 800
     solved = dict.fromkeys(CATEGORIES, 0)
-    start = time.perf_counter()
     for index in range(len(env.tasks)):
         reward, info, _ = _run_expert(env, expert, index)
         assert info["success"] is True, (env.task.id, info["verdicts"], env.evaluate().feedback)
@@ -78,9 +76,7 @@ def test_oracle_solves_every_entry_of_every_category(envs, parser: str) -> None:
         # Every ground-truth call passes validation and runs without an exception.
         assert all(outcome.kind == "ok" for _, outcome in env.call_log), env.task.id
         solved[env.task.category] += 1
-    elapsed = time.perf_counter() - start
     assert solved == dict.fromkeys(CATEGORIES, 200)
-    assert elapsed < 60, f"800 oracle episodes took {elapsed:.1f}s"
 
 
 def test_ground_truth_is_never_mutated_by_episodes(envs) -> None:

@@ -241,11 +241,9 @@ def test_client_error_is_not_retried(fake: FakeServer) -> None:
 
 def test_timeout_is_retried_then_reported(fake: FakeServer) -> None:
     fake.delay = 0.6
-    started = time.monotonic()
     engine = engine_for(fake, timeout=0.2, max_retries=1)
     with engine, pytest.raises(OpenAIEngineError) as info:
         engine.generate([[1]], GREEDY)
-    assert time.monotonic() - started < 3
     assert fake.posts == 2
     assert info.value.status is None
     message = str(info.value)
@@ -395,12 +393,9 @@ def test_tools_fall_back_to_tool_choice_none(fake: FakeServer) -> None:
 def test_concurrency_is_bounded_and_order_kept(fake: FakeServer) -> None:
     fake.delay = 0.1
     prompts = [[i, i + 1] for i in range(20)]
-    started = time.monotonic()
     with engine_for(fake, max_concurrency=4) as engine:
         results = engine.generate(prompts, GREEDY.with_(n=2))
-    elapsed = time.monotonic() - started
-    assert fake.max_in_flight == 4
-    assert elapsed < 20 * 0.1  # concurrent, not one after another
+    assert fake.max_in_flight == 4  # concurrent, never more than the limit
     assert [[c.token_ids for c in group] for group in results] == [[p, p] for p in prompts]
     assert all(body["n"] == 1 for _, _, body in fake.requests)  # greedy: one, repeated
 
