@@ -219,6 +219,7 @@ def _workbench(cfg: DictConfig, train_kwargs: dict[str, Any], eval_kwargs: dict[
     from agentgym.engines import make_engine
     from agentgym.models import resolve_model
     from agentgym.trainers.common import Workbench
+    from agentgym.trainers.lora import LoRAConfig, apply_lora, trainable_fraction
     from agentgym.trainers.run import RunDir
     from agentgym.trainers.sft import SFTConfig
 
@@ -227,6 +228,10 @@ def _workbench(cfg: DictConfig, train_kwargs: dict[str, Any], eval_kwargs: dict[
     dtype = getattr(torch, cfg.training.dtype)
     tokenizer = AutoTokenizer.from_pretrained(path)
     model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype).to(cfg.training.device)
+    lora = LoRAConfig(**(_container(cfg.training.get("lora")) or {}))
+    model = apply_lora(model, lora)
+    if lora.enabled:
+        print(f"LoRA: rank {lora.rank}, {trainable_fraction(model):.2%} of parameters trained")
     engine_kwargs = dict(_container(cfg.engine.kwargs) or {})
     if cfg.engine.name == "hf":
         # The HF engine generates with the trainer's own model: no weight copy to sync.
@@ -260,6 +265,7 @@ def _workbench(cfg: DictConfig, train_kwargs: dict[str, Any], eval_kwargs: dict[
         expert_kwargs=dict(_container(cfg.expert) or {}),
         progress=cfg.progress,
         seed=cfg.seed,
+        base_model_path=str(path),
     )
 
 

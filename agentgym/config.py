@@ -185,6 +185,7 @@ def _dataclass_fields(cls: type) -> list[str]:
 def trainer_problems(data: Mapping[str, Any]) -> list[str]:
     """Problems with the ``trainer``, ``sft``, ``eval`` and ``training`` sections of ``train``."""
     from agentgym.trainers import TRAINERS
+    from agentgym.trainers.lora import LoRAConfig
     from agentgym.trainers.sft import SFTConfig
 
     problems: list[str] = []
@@ -213,7 +214,17 @@ def trainer_problems(data: Mapping[str, Any]) -> list[str]:
     problems += _unknown_keys("eval", data.get("eval") or {}, ("episodes", "split", "temperature"))
     problems += _positive_int(data.get("eval") or {}, "episodes")
     training = data.get("training") or {}
-    problems += _unknown_keys("training", training, ("device", "dtype"))
+    problems += _unknown_keys("training", training, ("device", "dtype", "lora"))
+    lora = training.get("lora") or {}
+    if not isinstance(lora, Mapping):
+        problems.append(f"training.lora must be a mapping, got {lora!r}")
+    else:
+        lora_fields = _dataclass_fields(LoRAConfig)
+        problems += _unknown_keys("training.lora", lora, lora_fields)
+        try:
+            LoRAConfig(**{k: v for k, v in lora.items() if k in lora_fields})
+        except (ValueError, TypeError) as exc:
+            problems.append(f"training.lora: {exc}")
     if training.get("dtype") not in (None, "float32", "bfloat16", "float16"):
         problems.append(
             f"training.dtype={training.get('dtype')!r}: use float32, bfloat16 or float16"

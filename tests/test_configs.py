@@ -48,6 +48,9 @@ def test_train_config_problems_are_all_listed() -> None:
                 "sft.schedule=linear",
                 "engine=expert",
                 "training.dtype=fp8",
+                "+training.lora.rnak=4",
+                "training.lora.dropout=2",
+                "trainer.finetune_from=scratch",
             ],
         )
     with pytest.raises(ConfigError) as excinfo:
@@ -59,6 +62,9 @@ def test_train_config_problems_are_all_listed() -> None:
         "schedule must be 'cosine' or 'constant'",
         "engine must be 'vllm' or 'hf'",
         "training.dtype='fp8'",
+        "unknown key 'training.lora.rnak'. Did you mean 'rank'?",
+        "dropout must be in [0, 1)",
+        "finetune_from must be one of previous, base",
     ):
         assert expected in text, expected
 

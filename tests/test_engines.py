@@ -348,3 +348,28 @@ def test_vllm_update_weights(vllm_smol, hf_smol, chat_prompts):
     assert ids(vllm_smol.generate(prompts, params)) == ids(before)
     vllm_smol.sleep()  # CPU: no sleep mode, a no-op
     vllm_smol.wake_up()
+
+
+def test_vllm_update_weights_from_a_lora_model(vllm_smol, hf_smol, chat_prompts):
+    from agentgym.trainers.lora import LoRAConfig, apply_lora
+
+    params = SamplingParams(temperature=0.0, max_tokens=24)
+    prompts = chat_prompts[:1]
+    before = vllm_smol.generate(prompts, params)
+    lora = apply_lora(copy.deepcopy(hf_smol.model), LoRAConfig(enabled=True, rank=8))
+    generator = torch.Generator().manual_seed(0)
+    with torch.no_grad():  # B starts at zero (no change): give the adapters a real update
+        for name, parameter in lora.named_parameters():
+            if "lora_B" in name:
+                parameter.copy_(torch.randn(parameter.shape, generator=generator) * 0.02)
+    lora.eval()
+    trainer = HFEngine(SMOL, model_instance=lora, tokenizer=hf_smol.tokenizer)
+    expected = trainer.generate(prompts, params)
+    try:
+        vllm_smol.update_weights(lora)
+        after = vllm_smol.generate(prompts, params)
+        assert ids(after) == ids(expected)
+        assert ids(after) != ids(before)
+    finally:
+        vllm_smol.update_weights(hf_smol.model)
+    assert ids(vllm_smol.generate(prompts, params)) == ids(before)

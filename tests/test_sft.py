@@ -10,7 +10,14 @@ from transformers import AutoModelForCausalLM
 
 from agentgym.models import resolve_model
 from agentgym.trainers.data import IGNORE_INDEX, TrainingExample
-from agentgym.trainers.sft import SFTConfig, batches, collate, sft_loss, train_sft
+from agentgym.trainers.sft import (
+    SFTConfig,
+    batches,
+    collate,
+    collate_packed,
+    sft_loss,
+    train_sft,
+)
 
 
 @pytest.fixture
@@ -72,6 +79,41 @@ def test_gradient_accumulation_matches_one_big_batch() -> None:
                                          learning_rate=1e-3, progress=False))  # fmt: skip
         results.append(torch.cat([p.detach().flatten() for p in model.parameters()]))
     assert torch.allclose(results[0], results[1], atol=1e-5)
+
+
+def test_packed_rows_give_the_padded_loss() -> None:
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_pretrained(resolve_model("tiny-random-llama"))
+    parts = [_example([1, 20, 21, 22, 23, 24], 2), _example([1, 30, 31], 1),
+             _example([1, 50, 51, 52, 53], 3)]  # fmt: skip
+    packed, n_packed = sft_loss(model, collate_packed(parts))
+    padded, n_padded = sft_loss(model, collate(parts, 0))
+    assert n_packed == n_padded == 4 + 2 + 2
+    torch.testing.assert_close(packed, padded, atol=1e-4, rtol=1e-5)
+    # Attention stays inside each example: changing one leaves the others' loss unchanged.
+    other = [parts[0], _example([1, 90, 91], 1), parts[2]]
+    first_only = sft_loss(model, collate_packed(parts[:1]))[0]
+    changed = sft_loss(model, collate_packed(other))[0] - sft_loss(model, collate([other[1]], 0))[0]
+    assert torch.isclose(changed - sft_loss(model, collate([parts[2]], 0))[0], first_only,
+                         atol=1e-4)  # fmt: skip
+
+
+def test_packed_training_matches_padded_training() -> None:
+    data = [_example([1, 40 + i] + [60] * i, 1) for i in range(6)]
+    results = []
+    for packing in (False, True):
+        torch.manual_seed(0)
+        model = AutoModelForCausalLM.from_pretrained(resolve_model("tiny-random-llama"))
+        history = train_sft(model, data, SFTConfig(epochs=2, batch_size=6, micro_batch_size=2,
+                                                   max_tokens_per_micro_batch=16,
+                                                   packing=packing, learning_rate=1e-3,
+                                                   progress=False))  # fmt: skip
+        results.append((history, torch.cat([p.detach().flatten() for p in model.parameters()])))
+    (padded_history, padded), (packed_history, packed) = results
+    assert [h["trained_tokens"] for h in padded_history] == [
+        h["trained_tokens"] for h in packed_history
+    ]
+    torch.testing.assert_close(packed, padded, atol=1e-5, rtol=0)
 
 
 def test_batches_group_by_length_and_respect_token_budget() -> None:

@@ -113,3 +113,24 @@ def test_rft_resumes_after_kill_without_losing_or_duplicating(tmp_path: Path) ->
         assert len(ids) == expected, store_path.name
     summary = json.loads((run_dir / "summary.json").read_text())
     assert [row["iteration"] for row in summary["rows"]] == [0, 1, 2]
+
+
+def test_lora_rft_from_base_with_packing(tmp_path: Path) -> None:
+    run_dir = tmp_path / "lora"
+    result = _train(
+        run_dir, "trainer=rft", "trainer.iterations=2", "trainer.train_tasks=4",
+        "trainer.finetune_from=base", "training.lora.enabled=true", "training.lora.rank=4",
+        "sft.packing=true", "sft.learning_rate=1e-2",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "LoRA: rank 4" in result.stdout
+    base = AutoModelForCausalLM.from_pretrained(resolve_model("tiny-random-llama")).state_dict()
+    for iteration in (1, 2):
+        checkpoint = run_dir / "checkpoints" / f"iter-{iteration}"
+        assert (checkpoint / "adapter" / "adapter_model.safetensors").exists()
+        merged = AutoModelForCausalLM.from_pretrained(checkpoint).state_dict()
+        assert set(merged) == set(base)
+        changed = {k for k in base if not torch.equal(merged[k], base[k])}
+        assert changed and all("proj" in k for k in changed)  # only adapted layers moved
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert [row["iteration"] for row in summary["rows"]] == [0, 1, 2]

@@ -24,7 +24,8 @@ from agentgym.core.trajectory import Trajectory
 from agentgym.engines.base import Engine, SamplingParams
 from agentgym.evaluation import summarize
 from agentgym.trainers.data import trajectories_to_examples
-from agentgym.trainers.run import RunDir
+from agentgym.trainers.lora import is_lora, reset_lora
+from agentgym.trainers.run import ADAPTER_FOLDER, RunDir
 from agentgym.trainers.sft import SFTConfig, train_sft
 
 __all__ = ["Workbench"]
@@ -49,6 +50,9 @@ class Workbench:
         sft: SFT hyper-parameters of every fine-tuning phase.
         expert_kwargs: Arguments of the environment's expert.
         progress: Show progress bars.
+        seed: Seeds task choice and episode seeds.
+        base_model_path: The base model's checkpoint (fine-tuning "from the base model"
+            reloads it; a LoRA model resets its adapters instead).
     """
 
     run: RunDir
@@ -68,6 +72,7 @@ class Workbench:
     expert_kwargs: dict[str, Any] = field(default_factory=dict)
     progress: bool = True
     seed: int = 0
+    base_model_path: str | None = None
     _collectors: dict[tuple[str, bool], RolloutCollector] = field(default_factory=dict)
     # Which fine-tuning iteration the model's weights come from (0: the base model), so that
     # restore() reads a checkpoint from disk only when resuming, not after every phase.
@@ -168,10 +173,19 @@ class Workbench:
 
         return self.phase("eval", iteration, work)
 
-    def finetune(self, iteration: int, trajectories: Sequence[Trajectory]) -> dict[str, Any]:
-        """SFT on ``trajectories``, checkpoint ``iter-<iteration>``, sync the engine."""
+    def finetune(
+        self, iteration: int, trajectories: Sequence[Trajectory], *, from_base: bool = False
+    ) -> dict[str, Any]:
+        """SFT on ``trajectories``, checkpoint ``iter-<iteration>``, sync the engine.
+
+        ``from_base=True`` starts from the base model's weights instead of continuing from
+        the current ones. When the phase is already done (a resumed run), its checkpoint is
+        loaded, so the next phase sees the fine-tuned weights either way.
+        """
 
         def work() -> dict[str, Any]:
+            if from_base:
+                self._reset_to_base()
             examples = trajectories_to_examples(
                 trajectories, self.tokenizer, max_length=self.max_context_tokens
             )
@@ -206,6 +220,7 @@ class Workbench:
             }
 
         result = self.phase("train", iteration, work)
+        self.restore(iteration)
         return result
 
     def restore(self, iteration: int) -> None:
@@ -219,13 +234,41 @@ class Workbench:
             if path is not None and k == self._weights_iteration:
                 return
             if path is not None:
-                from transformers import AutoModelForCausalLM
-
-                saved = AutoModelForCausalLM.from_pretrained(path, dtype=self.model.dtype)
-                self.model.load_state_dict(saved.state_dict())
+                self._load_weights(path)
                 self.engine.update_weights(self.model)
                 self._weights_iteration = k
                 return
+        if iteration == 0 and self._weights_iteration != 0:
+            self._reset_to_base()
+            self.engine.update_weights(self.model)
+
+    def _load_weights(self, path: Any) -> None:
+        """Load a checkpoint of this run: the adapters of a LoRA model, else every weight."""
+        if is_lora(self.model):
+            from peft import set_peft_model_state_dict
+            from safetensors.torch import load_file
+
+            adapters = load_file(str(path / ADAPTER_FOLDER / "adapter_model.safetensors"))
+            set_peft_model_state_dict(self.model, adapters)
+        else:
+            self._load_weights_from(path)
+
+    def _reset_to_base(self) -> None:
+        """Bring the trainable model back to the base model's weights."""
+        if is_lora(self.model):
+            reset_lora(self.model)
+        elif self.base_model_path is None:
+            raise ValueError("fine-tuning from the base model needs Workbench.base_model_path")
+        else:
+            self._load_weights_from(self.base_model_path)
+        self._weights_iteration = 0
+
+    def _load_weights_from(self, path: Any) -> None:
+        """Every weight of the (full) model from a Hugging Face checkpoint folder."""
+        from transformers import AutoModelForCausalLM
+
+        saved = AutoModelForCausalLM.from_pretrained(path, dtype=self.model.dtype)
+        self.model.load_state_dict(saved.state_dict())
 
     def close(self, *, interrupted: bool = False) -> None:
         """Close the collectors' environments, the engine and the run directory.

@@ -23,7 +23,7 @@ from typing import Any
 from agentgym.collector import EpisodeSpec
 from agentgym.core.trajectory import Trajectory
 from agentgym.trainers.common import Workbench
-from agentgym.trainers.rft import collect_expert, task_specs
+from agentgym.trainers.rft import collect_expert, finetune_from_problems, task_specs
 from agentgym.trainers.selection import (
     beneficial_segments,
     mark_beneficial,
@@ -49,6 +49,8 @@ class EEFConfig:
         budget: Restarts per failed expert episode (``M``).
         min_reward: Success threshold for the policy's episodes.
         max_per_task: Policy successes kept per task and iteration.
+        finetune_from: ``"previous"`` (continue) or ``"base"`` (fine-tune the base model
+            afresh every iteration), as in RFT.
     """
 
     iterations: int = 2
@@ -60,8 +62,11 @@ class EEFConfig:
     budget: int = 8
     min_reward: float = 1.0
     max_per_task: int | None = 1
+    finetune_from: str = "previous"
 
     def __post_init__(self) -> None:
+        if problems := finetune_from_problems(self.finetune_from):
+            raise ValueError("Invalid EEF config: " + "; ".join(problems))
         if min(self.iterations, self.train_tasks, self.samples_per_task, self.skip,
                self.budget, self.expert_episodes_per_task) < 1:  # fmt: skip
             raise ValueError(
@@ -120,6 +125,10 @@ def eef_recipe(bench: Workbench, config: EEFConfig) -> list[dict[str, Any]]:
             {"eef/agent_successes": len(agent_successes), "eef/beneficial_segments": len(segments)},
             step=iteration,
         )
-        bench.finetune(iteration, [*expert_successes, *agent_successes, *segments])
+        bench.finetune(
+            iteration,
+            [*expert_successes, *agent_successes, *segments],
+            from_base=config.finetune_from == "base",
+        )
         rows.append(bench.evaluate(iteration, f"EEF iteration {iteration}"))
     return rows

@@ -59,6 +59,9 @@ class RFTConfig:
             phase (0: none, pure self-improvement).
         accumulate: Train on the successes of all iterations so far (``True``) or only the
             current one.
+        finetune_from: ``"previous"`` continues from the last iteration's weights;
+            ``"base"`` fine-tunes the base model afresh every iteration (as in the RFT
+            paper, which avoids compounding over-fitting on the policy's own samples).
     """
 
     iterations: int = 2
@@ -68,9 +71,10 @@ class RFTConfig:
     max_per_task: int | None = 1
     expert_episodes_per_task: int = 1
     accumulate: bool = True
+    finetune_from: str = "previous"
 
     def __post_init__(self) -> None:
-        problems = []
+        problems = finetune_from_problems(self.finetune_from)
         if self.iterations < 1:
             problems.append(f"iterations must be >= 1, got {self.iterations}")
         if self.train_tasks < 1 or self.samples_per_task < 1:
@@ -81,6 +85,16 @@ class RFTConfig:
             problems.append("expert_episodes_per_task must be >= 0")
         if problems:
             raise ValueError("Invalid RFT config: " + "; ".join(problems))
+
+
+FINETUNE_FROM = ("previous", "base")
+
+
+def finetune_from_problems(value: str) -> list[str]:
+    """A message if ``value`` is not a valid ``finetune_from`` setting."""
+    if value in FINETUNE_FROM:
+        return []
+    return [f"finetune_from must be one of {', '.join(FINETUNE_FROM)}; got {value!r}"]
 
 
 def task_specs(
@@ -138,6 +152,6 @@ def rft_recipe(bench: Workbench, config: RFTConfig) -> list[dict[str, Any]]:
         )
         kept = [*kept, *chosen] if config.accumulate else chosen
         bench.run.log({"rft/kept_episodes": len(chosen)}, step=iteration)
-        bench.finetune(iteration, [*expert, *kept])
+        bench.finetune(iteration, [*expert, *kept], from_base=config.finetune_from == "base")
         rows.append(bench.evaluate(iteration, f"RFT iteration {iteration}"))
     return rows

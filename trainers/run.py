@@ -98,6 +98,8 @@ RESUMABLE_KEYS: frozenset[str] = frozenset(
 
 #: File written last into a checkpoint folder: a folder without it is not a checkpoint.
 CHECKPOINT_MARKER = "agentgym_checkpoint.json"
+#: Sub-folder of a LoRA run's checkpoint holding the adapters alone (peft format).
+ADAPTER_FOLDER = "adapter"
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+=-]*$")
 _OLD_CHECKPOINT = re.compile(r"^\.old-(.+)-[0-9a-f]{8}$")
@@ -844,7 +846,8 @@ class RunDir:
         """Save a Hugging Face checkpoint to ``checkpoints/<name>`` atomically; its path.
 
         PEFT (LoRA) models are saved merged (``merge_and_unload`` on a copy) so inference
-        engines load them as plain models. An existing checkpoint of that name is replaced.
+        engines load them as plain models, with the adapters alone in ``adapter/`` for
+        resuming. An existing checkpoint of that name is replaced.
         """
         self._check_writable()
         _check_name("checkpoint", name)
@@ -854,6 +857,8 @@ class RunDir:
         try:
             to_save, merged = _unwrap_for_saving(model)
             to_save.save_pretrained(temporary)
+            if merged:  # the adapters too, so that a resumed run continues training them
+                getattr(model, "_orig_mod", model).save_pretrained(temporary / ADAPTER_FOLDER)
             if tokenizer is not None:
                 tokenizer.save_pretrained(temporary)
             marker = {

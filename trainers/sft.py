@@ -2,8 +2,12 @@
 
 The pieces are small pure functions, composed by :func:`train_sft`:
 
-* :func:`batches` groups examples of similar length (little padding) into micro-batches;
-* :func:`collate` right-pads a micro-batch into tensors;
+* :func:`batches` groups examples of similar length (little padding) into micro-batches,
+  or, with ``packing``, fills micro-batches up to a token budget;
+* :func:`collate` right-pads a micro-batch into tensors; :func:`collate_packed` concatenates
+  it into one padding-free row whose ``position_ids`` restart at every example, so that
+  attention stays inside each example (``transformers`` builds the block-diagonal causal
+  mask from the position ids; no token is spent on padding);
 * :func:`sft_loss` is the summed cross-entropy over trained positions, so that gradient
   accumulation can normalise by the number of trained tokens of the whole optimizer step
   (every trained token weighs the same, whatever micro-batch it falls in);
@@ -35,7 +39,7 @@ import torch
 
 from agentgym.trainers.data import IGNORE_INDEX, TrainingExample
 
-__all__ = ["SFTConfig", "batches", "collate", "sft_loss", "train_sft"]
+__all__ = ["SFTConfig", "batches", "collate", "collate_packed", "sft_loss", "train_sft"]
 
 
 @dataclass
@@ -49,7 +53,10 @@ class SFTConfig:
         micro_batch_size: Examples per forward pass (memory bound); ``batch_size`` must be
             a multiple of it.
         max_tokens_per_micro_batch: Also split a micro-batch when its padded size would
-            exceed this many tokens (long multi-turn episodes).
+            exceed this many tokens (long multi-turn episodes); with ``packing``, the
+            token budget of each packed row.
+        packing: Pack a step's examples into padding-free rows of at most
+            ``max_tokens_per_micro_batch`` tokens (``micro_batch_size`` is then ignored).
         weight_decay: AdamW weight decay.
         warmup_ratio: Fraction of steps with a linear warmup.
         schedule: ``"cosine"`` (to 10% of the peak) or ``"constant"`` after warmup.
@@ -63,6 +70,7 @@ class SFTConfig:
     batch_size: int = 8
     micro_batch_size: int = 4
     max_tokens_per_micro_batch: int = 8192
+    packing: bool = False
     weight_decay: float = 0.0
     warmup_ratio: float = 0.1
     schedule: str = "cosine"
@@ -85,6 +93,10 @@ class SFTConfig:
             )
         if self.schedule not in ("cosine", "constant"):
             problems.append(f"schedule must be 'cosine' or 'constant', got {self.schedule!r}")
+        if self.max_tokens_per_micro_batch < 1:
+            problems.append(
+                f"max_tokens_per_micro_batch must be >= 1, got {self.max_tokens_per_micro_batch}"
+            )
         if not 0 <= self.warmup_ratio < 1:
             problems.append(f"warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
         if problems:
@@ -98,12 +110,22 @@ def batches(
     micro_batch_size: int,
     max_tokens_per_micro_batch: int,
     rng: random.Random,
+    packing: bool = False,
 ) -> list[list[list[TrainingExample]]]:
     """Optimizer steps, each a list of micro-batches of similar-length examples.
 
     Examples are shuffled, cut into steps of ``batch_size``, and each step is sorted by
     length before being split into micro-batches, so padding stays small while every
-    epoch still visits the data in a new order.
+    epoch still visits the data in a new order. With ``packing`` a micro-batch holds as
+    many examples as fit in ``max_tokens_per_micro_batch`` tokens laid end to end.
+
+    Example:
+        >>> from agentgym.trainers.data import TrainingExample
+        >>> data = [TrainingExample((1,) * n, (1,) * n) for n in (3, 5, 2, 4)]
+        >>> steps = batches(data, batch_size=4, micro_batch_size=2,
+        ...                 max_tokens_per_micro_batch=9, rng=random.Random(0), packing=True)
+        >>> [[sum(len(e.input_ids) for e in m) for m in step] for step in steps]
+        [[9, 5]]
     """
     order = list(examples)
     rng.shuffle(order)
@@ -113,9 +135,14 @@ def batches(
         micro: list[list[TrainingExample]] = []
         current: list[TrainingExample] = []
         for example in step:
-            longest = max([len(example.input_ids), *(len(e.input_ids) for e in current)])
-            too_many = len(current) >= micro_batch_size
-            too_long = longest * (len(current) + 1) > max_tokens_per_micro_batch
+            if packing:
+                too_many = False
+                used = sum(len(e.input_ids) for e in current)
+                too_long = used + len(example.input_ids) > max_tokens_per_micro_batch
+            else:
+                longest = max([len(example.input_ids), *(len(e.input_ids) for e in current)])
+                too_many = len(current) >= micro_batch_size
+                too_long = longest * (len(current) + 1) > max_tokens_per_micro_batch
             if current and (too_many or too_long):
                 micro.append(current)
                 current = []
@@ -140,9 +167,44 @@ def collate(examples: Sequence[TrainingExample], pad_token_id: int) -> dict[str,
     return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
 
 
+def collate_packed(examples: Sequence[TrainingExample]) -> dict[str, torch.Tensor]:
+    """One padding-free row: ``input_ids``, ``position_ids`` restarting per example, ``labels``.
+
+    The first label of every example is masked, so no example learns to predict its
+    neighbour's first token.
+
+    Example:
+        >>> from agentgym.trainers.data import TrainingExample
+        >>> row = collate_packed([TrainingExample((5, 6), (5, 6)), TrainingExample((7,), (7,))])
+        >>> row["position_ids"].tolist(), row["labels"].tolist()
+        ([[0, 1, 0]], [[-100, 6, -100]])
+    """
+    input_ids: list[int] = []
+    labels: list[int] = []
+    positions: list[int] = []
+    for example in examples:
+        input_ids += example.input_ids
+        labels += [IGNORE_INDEX, *example.labels[1:]]
+        positions += range(len(example.input_ids))
+    return {
+        "input_ids": torch.tensor([input_ids], dtype=torch.long),
+        "position_ids": torch.tensor([positions], dtype=torch.long),
+        "labels": torch.tensor([labels], dtype=torch.long),
+    }
+
+
 def sft_loss(model: Any, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, int]:
-    """Summed next-token cross-entropy over trained positions, and their count."""
-    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+    """Summed next-token cross-entropy over trained positions, and their count.
+
+    ``batch`` is padded (``attention_mask``) or packed (``position_ids``, no mask).
+    """
+    # use_cache=False: no KV cache is needed for training, and transformers only reads
+    # packed rows from position_ids when no cache is passed.
+    if "position_ids" in batch:
+        inputs = {"input_ids": batch["input_ids"], "position_ids": batch["position_ids"]}
+    else:
+        inputs = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}
+    logits = model(**inputs, use_cache=False).logits
     targets = batch["labels"][:, 1:]
     predictions = logits[:, :-1].float()
     loss = torch.nn.functional.cross_entropy(
@@ -179,6 +241,7 @@ def _steps(
             micro_batch_size=config.micro_batch_size,
             max_tokens_per_micro_batch=config.max_tokens_per_micro_batch,
             rng=rng,
+            packing=config.packing,
         )
 
 
@@ -218,7 +281,12 @@ def train_sft(
     try:
         for step, micro_batches in enumerate(_steps(examples, config)):
             tensors = [
-                {k: v.to(device) for k, v in collate(m, pad_token_id).items()}
+                {
+                    k: v.to(device)
+                    for k, v in (
+                        collate_packed(m) if config.packing else collate(m, pad_token_id)
+                    ).items()
+                }
                 for m in micro_batches
             ]
             trained_tokens = sum(int((t["labels"][:, 1:] != IGNORE_INDEX).sum()) for t in tensors)

@@ -370,12 +370,18 @@ class HFEngine(Engine):
     # ------------------------------------------------------------------ weights
 
     def update_weights(self, model: Any) -> None:
-        """Copy a trainer model's weights into the engine's model (no-op for the same object)."""
+        """Copy a trainer model's weights into the engine's model (no-op for the same object).
+
+        A LoRA trainer model is copied merged, unless the engine generates with that very
+        model (then the adapters are already in its forward pass).
+        """
+        from agentgym.trainers.lora import merged_state_dict
+
         if model is self.model:
             return
         started = time.perf_counter()
         with torch.no_grad():
-            self.model.load_state_dict(model.state_dict())
+            self.model.load_state_dict(merged_state_dict(model))
         logger.debug("HFEngine.update_weights took %.2f s", time.perf_counter() - started)
 
     def close(self) -> None:

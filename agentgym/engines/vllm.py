@@ -300,13 +300,16 @@ class VLLMEngine(Engine):
         The in-process worker reloads them in place (``reload_weights`` with checkpoint-format
         names, so vLLM's own loaders handle fused QKV / gate-up projections and tied
         embeddings); a multiprocess engine gets them through ``collective_rpc``. The prefix
-        cache is reset afterwards (its KV entries belong to the old weights).
+        cache is reset afterwards (its KV entries belong to the old weights). A LoRA model
+        is sent merged, under the base model's names.
         """
+        from agentgym.trainers.lora import merged_state_dict
+
         llm = self._require_llm()
         if self._asleep:
             self.wake_up()
         started = time.perf_counter()
-        state = model.state_dict()
+        state = merged_state_dict(model)
         worker = self._local_worker()
         if worker is not None:
             worker.reload_weights(
