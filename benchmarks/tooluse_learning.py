@@ -103,10 +103,8 @@ def pool(results: dict[str, dict[int, dict[str, Any]]]) -> list[dict[str, Any]]:
                 key = stage_key(trainer, row)
                 if key == "base model" and trainer != next(iter(results)):
                     continue  # the same greedy evaluation of the same weights in every run
-                stage = stages.setdefault(
-                    key, {"stage": key, "per_seed": {}, "successes": 0, "episodes": 0,
-                          "reward_sum": 0.0}  # fmt: skip
-                )
+                empty = {"stage": key, "per_seed": {}, "successes": 0, "episodes": 0}
+                stage = stages.setdefault(key, {**empty, "reward_sum": 0.0})
                 stage["per_seed"][seed] = row["success_rate"]
                 stage["successes"] += round(row["success_rate"] * row["episodes"])
                 stage["episodes"] += row["episodes"]

@@ -1,0 +1,185 @@
+"""Throughput and memory of ``agentgym/WebShop-v0`` at several catalog sizes.
+
+Each catalog size is measured in a fresh subprocess (clean memory numbers):
+
+* build: generating the catalog and its BM25 index (cold, into an empty cache) and
+  loading the saved index (warm, memory-mapped), in seconds;
+* steps/s of ``search[...]`` steps with queries never seen before (the search cache does
+  not help), of cached searches, and of ``click[...]`` steps (open a product, select an
+  option, go back, next page: the mix of a browsing session);
+* expert episodes: steps/s with the expert's own time included;
+* memory: resident memory of the process with the shop loaded, and per environment copy
+  for ``--copies`` copies made with ``gymnasium.make``, each reset and walked through a
+  search and a product page; the unique (private) memory of the process, which is what each
+  extra process costs when the memory-mapped index is shared through the page cache.
+
+Run: ``.venv/bin/python benchmarks/webshop_env.py [--sizes 10000 100000] [--copies 64]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ENV_ID = "agentgym/WebShop-v0"
+
+
+def _memory_mb() -> dict[str, float]:
+    """RSS and unique (private) memory of this process, in MB (Linux)."""
+    values = {}
+    for line in Path("/proc/self/smaps_rollup").read_text().splitlines():
+        name, _, rest = line.partition(":")
+        if name in ("Rss", "Pss", "Private_Clean", "Private_Dirty"):
+            values[name] = int(rest.split()[0]) / 1024
+    return {
+        "rss": values["Rss"],
+        "pss": values["Pss"],
+        "uss": values["Private_Clean"] + values["Private_Dirty"],
+    }
+
+
+def measure(size: int, copies: int, searches: int, clicks: int, episodes: int) -> dict:
+    """All numbers for one catalog size (run in its own process)."""
+    import gymnasium as gym
+
+    import agentgym  # noqa: F401  (registers the environments)
+    from agentgym.envs.webshop.catalog import GeneratedCatalog
+    from agentgym.envs.webshop.search import SearchIndex
+
+    result: dict = {"num_products": size}
+    start = time.perf_counter()
+    SearchIndex.cached(GeneratedCatalog(size))  # cold: generate, index, save
+    result["build_s"] = time.perf_counter() - start
+    import gc
+
+    gc.collect()
+    base = _memory_mb()
+    start = time.perf_counter()
+    env = gym.make(ENV_ID, num_products=size)  # warm: loads the saved index (mmap)
+    result["load_s"] = time.perf_counter() - start
+    shop = env.unwrapped.shop
+    shop.index.search.cache_clear()
+    result["memory_with_shop_mb"] = _memory_mb()
+    result["memory_before_shop_mb"] = base
+
+    # search steps, fresh queries: the goals' instructions (distinct texts)
+    queries = [shop.goals("train", "mixed", None)[i].instruction_text for i in range(searches)]
+    env.reset(seed=0)
+    elapsed = 0.0
+    for query in queries:
+        start = time.perf_counter()
+        env.step(f"search[{query}]")
+        elapsed += time.perf_counter() - start
+        env.step("click[back to search]")
+    result["search_steps_per_s"] = searches / elapsed
+    start = time.perf_counter()
+    for query in queries:
+        env.step(f"search[{query}]")
+        env.step("click[back to search]")
+    result["cached_search_and_back_steps_per_s"] = 2 * searches / (time.perf_counter() - start)
+
+    # click steps: product, option, back to results, next page, ...
+    env.step("search[wireless bluetooth earbuds black]")
+    done = 0
+    start = time.perf_counter()
+    while done < clicks:
+        buttons = env.unwrapped.buttons
+        page = env.unwrapped.session.page
+        if page == "results":
+            products = [b.label for b in buttons if b.kind == "product"]
+            action = f"click[{products[done % len(products)]}]"
+            if done % 7 == 6 and "next >" in {b.label for b in buttons}:
+                action = "click[next >]"
+            elif done % 7 == 5 and "< prev" in {b.label for b in buttons}:
+                action = "click[< prev]"
+        else:
+            options = [b.label for b in buttons if b.kind == "option"]
+            action = f"click[{options[0]}]" if options and done % 3 == 0 else "click[< prev]"
+        env.step(action)
+        done += 1
+    result["click_steps_per_s"] = clicks / (time.perf_counter() - start)
+
+    # expert episodes on fresh goals
+    steps = 0
+    rewards = []
+    start = time.perf_counter()
+    for index in range(5_000, 5_000 + episodes):
+        observation, info = env.reset(options={"task_index": index})
+        expert = env.unwrapped.make_expert()
+        expert.reset(env, observation, info)
+        terminated = truncated = False
+        while not (terminated or truncated):
+            observation, reward, terminated, truncated, info = env.step(
+                expert.act(observation, info)
+            )
+            steps += 1
+        rewards.append(reward)
+    result["expert_steps_per_s"] = steps / (time.perf_counter() - start)
+    result["expert_mean_reward"] = sum(rewards) / len(rewards)
+
+    # memory per copy
+    gc.collect()
+    before = _memory_mb()
+    envs = []
+    for index in range(copies):
+        copy = gym.make(ENV_ID, num_products=size)
+        copy.reset(options={"task_index": index})
+        copy.step(f"search[{copy.unwrapped.goal.instruction_text}]")
+        copy.step(f"click[{copy.unwrapped.buttons[-1].label}]")
+        envs.append(copy)
+    gc.collect()
+    after = _memory_mb()
+    result["copies"] = copies
+    result["memory_per_copy_kb"] = (after["rss"] - before["rss"]) * 1024 / copies
+    result["memory_with_copies_mb"] = after
+    result["index_on_disk_mb"] = sum(
+        f.stat().st_size for f in Path(os.environ["AGENTGYM_CACHE"]).rglob("*") if f.is_file()
+    ) / 2**20
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000])
+    parser.add_argument("--copies", type=int, default=64)
+    parser.add_argument("--searches", type=int, default=300)
+    parser.add_argument("--clicks", type=int, default=3000)
+    parser.add_argument("--episodes", type=int, default=200)
+    parser.add_argument("--worker", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker is not None:
+        print(json.dumps(measure(args.worker, args.copies, args.searches, args.clicks,
+                                 args.episodes)))  # fmt: skip
+        return
+    for size in args.sizes:
+        with tempfile.TemporaryDirectory() as cache:
+            command = [sys.executable, __file__, "--worker", str(size), "--copies",
+                       str(args.copies), "--searches", str(args.searches), "--clicks",
+                       str(args.clicks), "--episodes", str(args.episodes)]  # fmt: skip
+            output = subprocess.run(command, check=True, capture_output=True, text=True,
+                                    env={**os.environ, "AGENTGYM_CACHE": cache})  # fmt: skip
+        r = json.loads(output.stdout.strip().splitlines()[-1])
+        shop, copies = r["memory_with_shop_mb"], r["memory_with_copies_mb"]
+        print(f"\n== WebShop-v0, {size:,} products ==")
+        print(f"build (generate + index + save): {r['build_s']:.1f} s; "
+              f"load from cache (mmap): {r['load_s']:.2f} s; index on disk "
+              f"{r['index_on_disk_mb']:.1f} MB")
+        print(f"search steps/s (new queries): {r['search_steps_per_s']:,.0f}  "
+              f"(cached search + back: {r['cached_search_and_back_steps_per_s']:,.0f})")
+        print(f"click steps/s: {r['click_steps_per_s']:,.0f}")
+        print(f"expert: {r['expert_steps_per_s']:,.0f} steps/s, mean reward "
+              f"{r['expert_mean_reward']:.3f}")
+        print(f"process memory before the shop: {r['memory_before_shop_mb']['rss']:.0f} MB RSS; "
+              f"with the shop: {shop['rss']:.0f} MB RSS, {shop['uss']:.0f} MB private")
+        print(f"{r['copies']} copies: {copies['rss']:.0f} MB RSS in all, "
+              f"{r['memory_per_copy_kb']:.0f} KB per copy")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
