@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import subprocess
 import sys
 import time
@@ -45,6 +46,9 @@ ENV = [
     "env.kwargs.domains=[messaging,travel]",
     "max_context_tokens=2048",
     "max_turns=6",
+    # One episode per forward pass (8 per optimizer step by accumulation): no padding, so
+    # PyTorch's memory-efficient CPU attention kernel applies to ~1.5k-token episodes.
+    "sft.micro_batch_size=1",
 ]
 
 TRAINERS: dict[str, list[str]] = {
@@ -76,8 +80,42 @@ def train_command(trainer: str, seed: int, args: argparse.Namespace) -> list[str
     ]  # fmt: skip
 
 
+def share_base_evaluation(trainer: str, seed: int, args: argparse.Namespace) -> None:
+    """Seed a new run's base-model evaluation with an earlier run's, when one exists.
+
+    Every run of a seed evaluates the same base weights greedily on the same tasks with the
+    same episode ids and seeds, so the episodes are identical; the run's resumable store
+    then skips them instead of spending ~10 CPU minutes regenerating them.
+    """
+    target = Path(args.runs) / f"{trainer}-seed{seed}" / "trajectories" / "eval-0.jsonl"
+    if target.exists():
+        return
+    for other in TRAINERS:
+        source = Path(args.runs) / f"{other}-seed{seed}"
+        if other != trainer and _phase_done(source, "eval", 0):
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(source / "trajectories" / "eval-0.jsonl", target)
+            print(f"base-model evaluation reused from {source.name}", flush=True)
+            return
+
+
+def _phase_done(run_dir: Path, name: str, iteration: int) -> bool:
+    ledger = run_dir / "ledger.jsonl"
+    if not ledger.exists():
+        return False
+    for line in ledger.read_text().splitlines():
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            continue
+        if entry.get("phase") == name and entry.get("iteration") == iteration:
+            return True
+    return False
+
+
 def run_training(trainer: str, seed: int, args: argparse.Namespace) -> dict[str, Any]:
     """Run (or resume) one training run; its summary rows and wall time."""
+    share_base_evaluation(trainer, seed, args)
     command = train_command(trainer, seed, args)
     print("$", " ".join(command[2:]), flush=True)
     started = time.perf_counter()

@@ -204,9 +204,18 @@ def sft_loss(model: Any, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, 
         inputs = {"input_ids": batch["input_ids"], "position_ids": batch["position_ids"]}
     else:
         inputs = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}
-    logits = model(**inputs, use_cache=False).logits
     targets = batch["labels"][:, 1:]
-    predictions = logits[:, :-1].float()
+    if _supports_logits_to_keep(model):
+        # Project only the positions that predict a trained token onto the vocabulary: in
+        # agent episodes most tokens are prompt and observations, and full-sequence logits
+        # (positions x vocabulary, in fp32, plus their gradient) dominate the memory.
+        keep = (targets != IGNORE_INDEX).any(dim=0).nonzero().squeeze(-1)
+        logits = model(**inputs, use_cache=False, logits_to_keep=keep).logits
+        targets = targets[:, keep]
+        predictions = logits.float()
+    else:
+        logits = model(**inputs, use_cache=False).logits
+        predictions = logits[:, :-1].float()
     loss = torch.nn.functional.cross_entropy(
         predictions.reshape(-1, predictions.size(-1)),
         targets.reshape(-1),
@@ -214,6 +223,17 @@ def sft_loss(model: Any, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, 
         reduction="sum",
     )
     return loss, int((targets != IGNORE_INDEX).sum())
+
+
+def _supports_logits_to_keep(model: Any) -> bool:
+    """Whether the model's forward takes ``logits_to_keep`` (most ``transformers`` LMs)."""
+    import inspect
+
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    try:
+        return "logits_to_keep" in inspect.signature(base.forward).parameters
+    except (TypeError, ValueError):
+        return False
 
 
 def _lr_lambda(config: SFTConfig, total_steps: int) -> Callable[[int], float]:
