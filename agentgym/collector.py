@@ -29,6 +29,7 @@ Example:
 
 from __future__ import annotations
 
+import hashlib
 import time
 import traceback
 from collections import deque
@@ -108,6 +109,12 @@ class RolloutStats:
     @property
     def tokens_per_second(self) -> float:
         return self.generated_tokens / self.wall_seconds if self.wall_seconds else 0.0
+
+
+def _turn_seed(seed: int | None, episode_id: str, turn: int) -> int:
+    """A stable sampling seed for one turn of one episode, derived from the run's seed."""
+    digest = hashlib.blake2b(f"{seed}/{episode_id}/{turn}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "little") % (2**31)
 
 
 @dataclass
@@ -335,7 +342,7 @@ class RolloutCollector:
     def _act(self, active: list[tuple[int, _Active]]) -> list[Completion | str | None]:
         """One action per active episode: a single batched engine call for the LM ones."""
         actions: list[Completion | str | None] = [None] * len(active)
-        prompts, owners = [], []
+        prompts, owners, seeds = [], [], []
         for position, (_, slot) in enumerate(active):
             if slot.expert is not None:
                 actions[position] = slot.expert.act(slot.observation, slot.info)
@@ -347,13 +354,20 @@ class RolloutCollector:
                 continue
             prompts.append(slot.conversation.token_ids)
             owners.append((position, min(room, self.sampling.max_tokens)))
+            seeds.append(_turn_seed(self.sampling.seed, slot.spec.trajectory_id, slot.turns))
         if prompts:
             assert self.engine is not None
             # One call for every episode; episodes near the context limit get a smaller
             # budget by cutting their completion afterwards (the engine call stays batched).
             started = time.perf_counter()
             budget = max(limit for _, limit in owners)
-            results = self.engine.generate(prompts, self.sampling.with_(max_tokens=budget))
+            # Per-episode seeds: episodes that share a prompt (K samples of one task) must
+            # not draw the same random numbers, and a re-run must reproduce each episode.
+            params = self.sampling.with_(
+                max_tokens=budget,
+                prompt_seeds=None if self.sampling.seed is None else tuple(seeds),
+            )
+            results = self.engine.generate(prompts, params)
             self.stats.engine_seconds += time.perf_counter() - started
             self.stats.engine_calls += 1
             for (position, limit), completions in zip(owners, results, strict=True):

@@ -267,3 +267,30 @@ def test_template_that_rewrites_earlier_turns_is_refused(tokenizer) -> None:
 
 def test_env_ids_are_real_gymnasium_ids() -> None:
     assert gym.spec("agentgym/Calculator-v0").max_episode_steps == 24
+
+
+def test_same_task_episodes_sample_differently_and_reproducibly() -> None:
+    from agentgym.engines.hf import HFEngine
+
+    engine = HFEngine(str(resolve_model("tiny-random-llama")))
+    sampling = SamplingParams(temperature=1.0, max_tokens=12, seed=0)
+
+    def run() -> list[list[int]]:
+        collector = RolloutCollector(
+            "agentgym/Calculator-v0", engine=engine, sampling=sampling, num_envs=1, max_turns=2
+        )  # one episode per engine call: a call-level seed alone would repeat its samples
+        specs = [EpisodeSpec(f"k{j}", task_id=None, seed=5) for j in range(4)]  # one task, K=4
+        trajectories = collector.run(specs, progress=False)
+        collector.close()
+        return [list(t.messages[2].token_ids) for t in trajectories]  # the first action
+
+    first = run()
+    assert len({tuple(ids) for ids in first}) > 1, "K samples of one task were identical"
+    assert run() == first  # the same episode ids and seed reproduce every sample
+
+
+def test_prompt_seeds_must_cover_every_prompt() -> None:
+    params = SamplingParams(seed=1, prompt_seeds=[4, 5])
+    assert params.prompt_seeds == (4, 5) and params.seed_for(1) == 5
+    with pytest.raises(ValueError, match="one seed per prompt"):
+        params.seed_for(2)

@@ -373,3 +373,13 @@ def test_vllm_update_weights_from_a_lora_model(vllm_smol, hf_smol, chat_prompts)
     finally:
         vllm_smol.update_weights(hf_smol.model)
     assert ids(vllm_smol.generate(prompts, params)) == ids(before)
+
+
+def test_vllm_prompt_seeds_vary_identical_prompts(vllm_smol, chat_prompts):
+    prompts = [chat_prompts[0]] * 3
+    params = SamplingParams(temperature=1.0, max_tokens=16, prompt_seeds=(1, 2, 3))
+    first = ids(vllm_smol.generate(prompts, params))
+    assert len({tuple(group[0]) for group in first}) > 1
+    assert ids(vllm_smol.generate(prompts, params)) == first
+    same = ids(vllm_smol.generate(prompts, params.with_(prompt_seeds=(5, 5, 5))))
+    assert same[0] == same[1] == same[2]

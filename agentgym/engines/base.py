@@ -38,6 +38,10 @@ class SamplingParams:
         n: Completions per prompt.
         seed: Seed for sampling (``None``: engine default). Same seed, same samples.
         logprobs: Whether to return the log-probability of each sampled token.
+        prompt_seeds: One seed per prompt of a ``generate`` call, overriding ``seed``. The
+            collector derives them from each episode's id and turn, so that two episodes
+            with the same prompt (K samples of one task) still sample differently while a
+            re-run reproduces every episode.
     """
 
     temperature: float = 1.0
@@ -47,6 +51,7 @@ class SamplingParams:
     n: int = 1
     seed: int | None = None
     logprobs: bool = True
+    prompt_seeds: tuple[int, ...] | None = None
 
     def __post_init__(self) -> None:
         problems = []
@@ -58,6 +63,8 @@ class SamplingParams:
             problems.append(f"max_tokens must be >= 1, got {self.max_tokens}")
         if self.n < 1:
             problems.append(f"n must be >= 1, got {self.n}")
+        if self.prompt_seeds is not None:
+            object.__setattr__(self, "prompt_seeds", tuple(int(x) for x in self.prompt_seeds))
         if isinstance(self.stop, str):
             object.__setattr__(self, "stop", (self.stop,))
         else:
@@ -69,6 +76,24 @@ class SamplingParams:
     def greedy(self) -> bool:
         """Whether decoding is greedy (temperature 0)."""
         return self.temperature == 0.0
+
+    def seed_for(self, index: int) -> int | None:
+        """The seed of prompt ``index`` of a call: its own ``prompt_seeds`` entry, else ``seed``.
+
+        Example:
+            >>> SamplingParams(seed=3, prompt_seeds=(7, 8)).seed_for(1)
+            8
+            >>> SamplingParams(seed=3).seed_for(1)
+            3
+        """
+        if self.prompt_seeds is None:
+            return self.seed
+        if not 0 <= index < len(self.prompt_seeds):
+            raise ValueError(
+                f"prompt_seeds has {len(self.prompt_seeds)} seeds; prompt {index} has none "
+                "(give one seed per prompt)"
+            )
+        return self.prompt_seeds[index]
 
     def with_(self, **changes: Any) -> SamplingParams:
         """A copy with some fields changed."""

@@ -23,6 +23,7 @@ Example:
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import logging
 import time
 from collections.abc import Iterator, Sequence
@@ -246,7 +247,7 @@ class HFEngine(Engine):
                 raise ValueError(f"Prompt {index} is empty; every prompt needs >= 1 token.")
         expanded = [prompt for prompt in prompts for _ in range(params.n)]
         results: list[Completion] = []
-        with self._eval_mode(), self._rng(params.seed), torch.no_grad():
+        with self._eval_mode(), self._rng(_batch_seed(params, len(prompts))), torch.no_grad():
             for start in range(0, len(expanded), self.max_batch_size):
                 chunk = expanded[start : start + self.max_batch_size]
                 results.extend(self._generate_chunk(chunk, params))
@@ -390,3 +391,17 @@ class HFEngine(Engine):
             self.model = None
             if self.device.type == "cuda":
                 torch.cuda.empty_cache()
+
+
+def _batch_seed(params: SamplingParams, count: int) -> int | None:
+    """One seed for a batched call: ``seed``, or one derived from all ``prompt_seeds``.
+
+    ``generate`` samples every row of a batch from one RNG stream, so per-prompt seeds
+    combine into the stream's seed: the same prompts and seeds give the same samples, and
+    different seeds give different ones (rows of one batch always differ from each other).
+    """
+    if params.prompt_seeds is None:
+        return params.seed
+    seeds = [params.seed_for(i) for i in range(count)]
+    digest = hashlib.blake2b(repr(seeds).encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "little") % (2**63)

@@ -588,6 +588,8 @@ class OpenAIEngine(Engine):
             if not prompt:
                 raise ValueError(f"Prompt {index} is empty; it needs at least one token.")
             payload = {**self._sampling_fields(params), "prompt": prompt}
+            if params.seed_for(index) is not None:
+                payload["seed"] = params.seed_for(index)
             if context is not None:
                 room = context - len(prompt)
                 if room < 1:

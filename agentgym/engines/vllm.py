@@ -242,7 +242,6 @@ class VLLMEngine(Engine):
             "temperature": params.temperature,
             "top_p": params.top_p,
             "stop": list(params.stop) or None,
-            "seed": params.seed,
             "logprobs": 0 if params.logprobs else None,
         }
         sampling = []
@@ -253,8 +252,14 @@ class VLLMEngine(Engine):
                     f"Prompt {index} has {len(prompt)} tokens; it needs 1 to "
                     f"{self.max_model_len - 1} (max_model_len={self.max_model_len})."
                 )
-            sampling.append(vllm.SamplingParams(max_tokens=min(params.max_tokens, room), **base))
-        same = all(s.max_tokens == sampling[0].max_tokens for s in sampling)
+            sampling.append(
+                vllm.SamplingParams(
+                    max_tokens=min(params.max_tokens, room), seed=params.seed_for(index), **base
+                )
+            )
+        same = params.prompt_seeds is None and all(
+            s.max_tokens == sampling[0].max_tokens for s in sampling
+        )
         outputs = llm.generate(
             [TokensPrompt(prompt_token_ids=prompt) for prompt in prompts],
             sampling[0] if same else sampling,
