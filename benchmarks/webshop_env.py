@@ -44,21 +44,27 @@ def _memory_mb() -> dict[str, float]:
     }
 
 
-def measure(size: int, copies: int, searches: int, clicks: int, episodes: int) -> dict:
-    """All numbers for one catalog size (run in its own process)."""
-    import gymnasium as gym
-
-    import agentgym  # noqa: F401  (registers the environments)
+def build(size: int) -> dict:
+    """Cold build of a catalog's index into the (empty) cache: generate, index, save."""
     from agentgym.envs.webshop.catalog import GeneratedCatalog
     from agentgym.envs.webshop.search import SearchIndex
 
-    result: dict = {"num_products": size}
     start = time.perf_counter()
-    SearchIndex.cached(GeneratedCatalog(size))  # cold: generate, index, save
-    result["build_s"] = time.perf_counter() - start
-    import gc
+    SearchIndex.cached(GeneratedCatalog(size))
+    return {"build_s": time.perf_counter() - start}
 
-    gc.collect()
+
+def measure(size: int, copies: int, searches: int, clicks: int, episodes: int) -> dict:
+    """All other numbers for one catalog size (in a fresh process, index already cached)."""
+    import gc
+    import tracemalloc
+
+    import gymnasium as gym
+
+    # Registers the environments and imports the module, so load_s times only the data.
+    import agentgym.envs.webshop.env  # noqa: F401
+
+    result: dict = {"num_products": size}
     base = _memory_mb()
     start = time.perf_counter()
     env = gym.make(ENV_ID, num_products=size)  # warm: loads the saved index (mmap)
@@ -123,25 +129,41 @@ def measure(size: int, copies: int, searches: int, clicks: int, episodes: int) -
     result["expert_steps_per_s"] = steps / (time.perf_counter() - start)
     result["expert_mean_reward"] = sum(rewards) / len(rewards)
 
-    # memory per copy
+    result["memory_after_browsing_mb"] = _memory_mb()
+
+    # memory per copy: Python allocations of `copies` copies (tracemalloc), first reset
+    # only (each copy's own state), then walked through a search and a product page (this
+    # adds entries to the shared product and search caches too)
     gc.collect()
-    before = _memory_mb()
+    tracemalloc.start()
+    start_bytes = tracemalloc.get_traced_memory()[0]
     envs = []
     for index in range(copies):
         copy = gym.make(ENV_ID, num_products=size)
         copy.reset(options={"task_index": index})
-        copy.step(f"search[{copy.unwrapped.goal.instruction_text}]")
-        copy.step(f"click[{copy.unwrapped.buttons[-1].label}]")
         envs.append(copy)
     gc.collect()
-    after = _memory_mb()
+    reset_bytes = tracemalloc.get_traced_memory()[0]
+    for copy in envs:
+        copy.step(f"search[{copy.unwrapped.goal.instruction_text}]")
+        copy.step(f"click[{copy.unwrapped.buttons[-1].label}]")
+    gc.collect()
+    walked_bytes = tracemalloc.get_traced_memory()[0]
+    tracemalloc.stop()
     result["copies"] = copies
-    result["memory_per_copy_kb"] = (after["rss"] - before["rss"]) * 1024 / copies
-    result["memory_with_copies_mb"] = after
-    result["index_on_disk_mb"] = sum(
-        f.stat().st_size for f in Path(os.environ["AGENTGYM_CACHE"]).rglob("*") if f.is_file()
-    ) / 2**20
+    result["memory_per_copy_kb"] = (reset_bytes - start_bytes) / 1024 / copies
+    result["memory_per_copy_walked_kb"] = (walked_bytes - start_bytes) / 1024 / copies
+    result["memory_with_copies_mb"] = _memory_mb()
+    result["index_on_disk_mb"] = (
+        sum(f.stat().st_size for f in Path(os.environ["AGENTGYM_CACHE"]).rglob("*") if f.is_file())
+        / 2**20
+    )
     return result
+
+
+def _run(command: list[str], env: dict[str, str]) -> dict:
+    output = subprocess.run(command, check=True, capture_output=True, text=True, env=env)
+    return json.loads(output.stdout.strip().splitlines()[-1])
 
 
 def main() -> None:
@@ -152,33 +174,57 @@ def main() -> None:
     parser.add_argument("--clicks", type=int, default=3000)
     parser.add_argument("--episodes", type=int, default=200)
     parser.add_argument("--worker", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--build", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.build is not None:
+        print(json.dumps(build(args.build)))
+        return
     if args.worker is not None:
         print(json.dumps(measure(args.worker, args.copies, args.searches, args.clicks,
                                  args.episodes)))  # fmt: skip
         return
     for size in args.sizes:
         with tempfile.TemporaryDirectory() as cache:
+            env = {**os.environ, "AGENTGYM_CACHE": cache}
+            built = _run([sys.executable, __file__, "--build", str(size)], env)
             command = [sys.executable, __file__, "--worker", str(size), "--copies",
                        str(args.copies), "--searches", str(args.searches), "--clicks",
                        str(args.clicks), "--episodes", str(args.episodes)]  # fmt: skip
-            output = subprocess.run(command, check=True, capture_output=True, text=True,
-                                    env={**os.environ, "AGENTGYM_CACHE": cache})  # fmt: skip
-        r = json.loads(output.stdout.strip().splitlines()[-1])
+            r = {**built, **_run(command, env)}
         shop, copies = r["memory_with_shop_mb"], r["memory_with_copies_mb"]
         print(f"\n== WebShop-v0, {size:,} products ==")
-        print(f"build (generate + index + save): {r['build_s']:.1f} s; "
-              f"load from cache (mmap): {r['load_s']:.2f} s; index on disk "
-              f"{r['index_on_disk_mb']:.1f} MB")
-        print(f"search steps/s (new queries): {r['search_steps_per_s']:,.0f}  "
-              f"(cached search + back: {r['cached_search_and_back_steps_per_s']:,.0f})")
+        print(
+            f"build (generate + index + save): {r['build_s']:.1f} s; "
+            f"load from cache (mmap): {r['load_s']:.2f} s; index on disk "
+            f"{r['index_on_disk_mb']:.1f} MB"
+        )
+        print(
+            f"search steps/s (new queries): {r['search_steps_per_s']:,.0f}  "
+            f"(cached search + back: {r['cached_search_and_back_steps_per_s']:,.0f})"
+        )
         print(f"click steps/s: {r['click_steps_per_s']:,.0f}")
-        print(f"expert: {r['expert_steps_per_s']:,.0f} steps/s, mean reward "
-              f"{r['expert_mean_reward']:.3f}")
-        print(f"process memory before the shop: {r['memory_before_shop_mb']['rss']:.0f} MB RSS; "
-              f"with the shop: {shop['rss']:.0f} MB RSS, {shop['uss']:.0f} MB private")
-        print(f"{r['copies']} copies: {copies['rss']:.0f} MB RSS in all, "
-              f"{r['memory_per_copy_kb']:.0f} KB per copy")  # fmt: skip
+        print(
+            f"expert: {r['expert_steps_per_s']:,.0f} steps/s, mean reward "
+            f"{r['expert_mean_reward']:.3f}"
+        )
+        browsed = r["memory_after_browsing_mb"]
+        print(
+            f"process memory: {r['memory_before_shop_mb']['rss']:.0f} MB RSS after imports, "
+            f"{shop['rss']:.0f} MB with the shop loaded, {browsed['rss']:.0f} MB RSS / "
+            f"{browsed['uss']:.0f} MB private after the runs above"
+        )
+        print(
+            f"{r['copies']} copies in one process: {r['memory_per_copy_kb']:.1f} KB per copy "
+            f"(reset), {r['memory_per_copy_walked_kb']:.1f} KB per copy after a search and "
+            f"a product page (shared caches included); process {copies['rss']:.0f} MB RSS, "
+            f"{copies['uss']:.0f} MB private"
+        )
+        total_gb = (r["copies"] * browsed["uss"] + r["index_on_disk_mb"]) / 1024
+        print(
+            f"{r['copies']} processes (one copy each): about {r['copies']} x "
+            f"{browsed['uss']:.0f} MB private + {r['index_on_disk_mb']:.0f} MB shared index "
+            f"= {total_gb:.1f} GB"
+        )
 
 
 if __name__ == "__main__":

@@ -27,3 +27,25 @@ register_env(
     description="Multi-turn stateful tool use over 5 simulated backends, BFCL-style checks.",
     max_episode_steps=60,
 )
+
+register_env(
+    "agentgym/WebShop-v0",
+    "agentgym.envs.webshop.env:WebShopEnv",
+    description="WebShop: search and buy from a generated catalog (BM25), the benchmark's reward.",
+    max_episode_steps=15,
+)
+
+register_env(
+    "agentgym/TravelPlanner-v0",
+    "agentgym.envs.travelplanner.env:TravelPlannerEnv",
+    description="TravelPlanner: tools + plan writing (two-stage / sole-planning), 13 checks.",
+    max_episode_steps=30,
+    kwargs={"mode": "two-stage"},
+)
+
+register_env(
+    "agentgym/CodeExec-v0",
+    "agentgym.envs.codeexec.env:CodeExecEnv",
+    description="Write a function, run hidden tests in a sandbox, repair from execution feedback.",
+    max_episode_steps=10,
+)

@@ -8,6 +8,8 @@ class and recipe (``"module:function"``, imported when used).
 from __future__ import annotations
 
 from agentgym.trainers.eef import EEFConfig
+from agentgym.trainers.faft import FAFTConfig
+from agentgym.trainers.leti import LeTIConfig
 from agentgym.trainers.rft import RFTConfig, SFTRecipeConfig
 
 #: trainer name -> (settings dataclass, "module:recipe")
@@ -15,6 +17,8 @@ TRAINERS: dict[str, tuple[type, str]] = {
     "sft": (SFTRecipeConfig, "agentgym.trainers.rft:sft_recipe"),
     "rft": (RFTConfig, "agentgym.trainers.rft:rft_recipe"),
     "eef": (EEFConfig, "agentgym.trainers.eef:eef_recipe"),
+    "faft": (FAFTConfig, "agentgym.trainers.faft:faft_recipe"),
+    "leti": (LeTIConfig, "agentgym.trainers.leti:leti_recipe"),
 }
 
 __all__ = ["TRAINERS"]
