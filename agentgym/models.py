@@ -42,6 +42,7 @@ __all__ = [
     "ModelNotFoundError",
     "ModelSpec",
     "cache_dir",
+    "file_lock",
     "list_models",
     "resolve_model",
 ]
@@ -71,7 +72,8 @@ def cache_dir() -> Path:
 
 
 @contextlib.contextmanager
-def _file_lock(path: Path) -> Iterator[None]:
+def file_lock(path: Path) -> Iterator[None]:
+    """An exclusive ``flock`` on ``path`` (created with its folders) for the block."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
@@ -203,7 +205,7 @@ def resolve_model(name_or_path: str | os.PathLike[str]) -> Path:
         target = cache_dir() / "models" / text
         if (target / "config.json").exists():
             return target
-        with _file_lock(cache_dir() / "models" / f".{text}.lock"):
+        with file_lock(cache_dir() / "models" / f".{text}.lock"):
             if (target / "config.json").exists():  # built by another process meanwhile
                 return target
             target.parent.mkdir(parents=True, exist_ok=True)

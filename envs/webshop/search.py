@@ -24,21 +24,18 @@ Example:
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import functools
 import json
-import os
 import re
 import shutil
 import tempfile
 import warnings
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 
 from agentgym.envs.webshop.catalog import Catalog, search_document
+from agentgym.models import cache_dir, file_lock
 
 __all__ = ["SearchIndex", "index_cache_dir", "tokenize"]
 
@@ -78,24 +75,9 @@ def tokenize(text: str) -> list[str]:
     return [_normalize(t) for t in _TOKEN.findall(text.lower()) if t not in STOP_WORDS]
 
 
-def _cache_root() -> Path:
-    return Path(os.environ.get("AGENTGYM_CACHE", Path.home() / ".cache" / "agentgym"))
-
-
 def index_cache_dir(cache_key: str) -> Path:
     """Where the index of the catalog with ``cache_key`` is stored."""
-    return _cache_root() / "webshop" / f"{cache_key}-bm25v{INDEX_VERSION}"
-
-
-@contextlib.contextmanager
-def _file_lock(path: Path) -> Iterator[None]:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    return cache_dir() / "webshop" / f"{cache_key}-bm25v{INDEX_VERSION}"
 
 
 _ARRAYS = ("data", "indices", "indptr")
@@ -154,7 +136,7 @@ class SearchIndex:
         target = index_cache_dir(catalog.cache_key)
         try:
             if not (target / "done").exists():
-                with _file_lock(target.with_name(target.name + ".lock")):
+                with file_lock(target.with_name(target.name + ".lock")):
                     if not (target / "done").exists():
                         return cls._build_and_save(catalog, target)
             return cls.load(target)
