@@ -10,8 +10,15 @@ from agentgym.collector import EpisodeSpec, RolloutCollector
 ENV_IDS = sorted(agentgym.list_envs(namespace="agentgym"))
 
 
+#: Experts that solve in one action get an injected error, so the episode has a middle.
+EXPERT_KWARGS = {"agentgym/CodeExec-v0": {"error_rate": 1.0}}
+
+
 def _expert_trajectory(env_id: str, seed: int, **env_kwargs):
-    collector = RolloutCollector(env_id, engine=None, env_kwargs=env_kwargs, num_envs=1)
+    collector = RolloutCollector(
+        env_id, engine=None, env_kwargs=env_kwargs, num_envs=1,
+        expert_kwargs=EXPERT_KWARGS.get(env_id),
+    )  # fmt: skip
     return collector.run([EpisodeSpec("expert", seed=seed)], progress=False)[0]
 
 
