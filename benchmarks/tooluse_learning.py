@@ -1,12 +1,15 @@
 """The learning study: SmolLM2-135M on an easy ToolUse-v0 subset, before and after training.
 
 For every seed it runs three real training runs with ``agentgym train`` (vLLM rollouts,
-full fine-tuning on the CPU) and reads their held-out evaluations:
+full fine-tuning on the CPU), chained the usual way (cold start by imitation, then
+self-improvement), and reads their held-out evaluations:
 
-* ``trainer=sft``: the base model, then SFT on the environment expert's successes;
-* ``trainer=rft``: rejection-sampling fine-tuning, expert successes mixed in, 2 iterations;
-* ``trainer=eef``: Exploring Expert Failures (half the expert episodes fail by injected
-  errors; the agent is restarted inside them), 2 iterations.
+* ``trainer=sft`` from the base model: SFT on the environment expert's successes;
+* ``trainer=rft`` from the SFT checkpoint: 2 iterations of K=4 samples per task, keep the
+  successes, fine-tune on them (no expert data: the gain is the policy's own);
+* ``trainer=eef`` from the SFT checkpoint: 1 iteration of Exploring Expert Failures (half the
+  expert episodes fail by injected errors; the agent is restarted inside them; beneficial
+  expert actions, the agent's successes and the expert's successes are trained).
 
 Every evaluation is greedy on the same first ``--eval-episodes`` tasks of the test split
 (disjoint from training tasks). The seed changes the training side: which episodes are
@@ -14,20 +17,20 @@ sampled, the expert's injected errors, batch order. Results pool the seeds' epis
 Wilson 95% interval per stage, and are written to ``--out`` as ``results.md``,
 ``results.json`` and ``tooluse_learning.png``.
 
-The runs live in ``--runs/<trainer>-seed<k>``: re-running the script resumes them
-where they stopped (each is a resumable ``agentgym train`` run), so a long study survives
-interruptions. Run:
+The runs live in ``--runs/<trainer>-seed<k>``: re-running the script resumes them where
+they stopped (each is a resumable ``agentgym train`` run). A run's first evaluation of
+weights another run already evaluated (the base model, the SFT checkpoint) is seeded from
+that run's episodes, which are identical (same weights, greedy, same tasks and seeds). Run:
 
     .venv/bin/python benchmarks/tooluse_learning.py --seeds 0 1 --out docs/results/tooluse
 
-Budgets (per run, 2 CPU cores): roughly 10 min (SFT), 20-30 min (RFT, EEF).
+Wall time per seed on 2 CPU cores: roughly 15 min (SFT) + 15-25 min (RFT) + 15 min (EEF).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import subprocess
 import sys
 import time
@@ -35,6 +38,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from agentgym.core.trajectory import TrajectoryStore
 from agentgym.evaluation import wilson_interval
 
 #: The easy subset: single-turn-scale tasks over two small backends (short tool lists keep
@@ -55,81 +59,93 @@ TRAINERS: dict[str, list[str]] = {
     "sft": ["trainer=sft", "trainer.train_tasks={tasks}"],
     "rft": [
         "trainer=rft",
+        "model.name={sft_model}",
         "trainer.iterations=2",
         "trainer.train_tasks={tasks}",
-        "trainer.samples_per_task=2",
+        "trainer.samples_per_task=4",
+        "trainer.expert_episodes_per_task=0",
     ],
     "eef": [
         "trainer=eef",
-        "trainer.iterations=2",
+        "model.name={sft_model}",
+        "trainer.iterations=1",
         "trainer.train_tasks={tasks}",
         "trainer.expert_error_rate=0.5",
         "trainer.budget=4",
     ],
 }
 
+#: Fine-tuning settings of every phase (a few hundred trained tokens per episode).
+SFT = ["sft.learning_rate=1e-4", "sft.epochs=3"]
+
+
+def run_dir(trainer: str, seed: int, args: argparse.Namespace) -> Path:
+    """Where one training run lives."""
+    return Path(args.runs).resolve() / f"{trainer}-seed{seed}"
+
 
 def train_command(trainer: str, seed: int, args: argparse.Namespace) -> list[str]:
     """The ``agentgym train`` command of one run."""
-    run_dir = Path(args.runs) / f"{trainer}-seed{seed}"
-    overrides = [o.format(tasks=args.train_tasks) for o in TRAINERS[trainer]]
+    sft_model = run_dir("sft", seed, args) / "checkpoints" / "iter-1"
+    overrides = [
+        o.format(tasks=args.train_tasks, sft_model=sft_model) for o in TRAINERS[trainer]
+    ]
     return [
-        sys.executable, "-m", "agentgym.cli", "train", *ENV, *overrides,
-        f"seed={seed}", f"eval.episodes={args.eval_episodes}", f"run_dir={run_dir}",
+        sys.executable, "-m", "agentgym.cli", "train", *ENV, *SFT, *overrides,
+        f"seed={seed}", f"eval.episodes={args.eval_episodes}",
+        f"run_dir={run_dir(trainer, seed, args)}",
         f"progress={'true' if args.progress else 'false'}", *args.overrides,
     ]  # fmt: skip
 
 
-def share_base_evaluation(trainer: str, seed: int, args: argparse.Namespace) -> None:
-    """Seed a new run's base-model evaluation with an earlier run's, when one exists.
+def share_first_evaluation(trainer: str, seed: int, args: argparse.Namespace) -> None:
+    """Seed a new run's iteration-0 evaluation with identical episodes of an earlier run.
 
-    Every run of a seed evaluates the same base weights greedily on the same tasks with the
-    same episode ids and seeds, so the episodes are identical; the run's resumable store
-    then skips them instead of spending ~10 CPU minutes regenerating them.
+    The SFT run's iteration 0 is the base model (``--base-eval``, a store of the base
+    model's evaluation, e.g. from an earlier run); the RFT and EEF runs' iteration 0 is the
+    SFT checkpoint, which the SFT run evaluated as its iteration 1. Episode ids differ only
+    in the iteration prefix, so the copy renames them; the store then skips them.
     """
-    target = Path(args.runs) / f"{trainer}-seed{seed}" / "trajectories" / "eval-0.jsonl"
+    target = run_dir(trainer, seed, args) / "trajectories" / "eval-0.jsonl"
     if target.exists():
         return
-    for other in TRAINERS:
-        source = Path(args.runs) / f"{other}-seed{seed}"
-        if other != trainer and _phase_done(source, "eval", 0):
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(source / "trajectories" / "eval-0.jsonl", target)
-            print(f"base-model evaluation reused from {source.name}", flush=True)
-            return
-
-
-def _phase_done(run_dir: Path, name: str, iteration: int) -> bool:
-    ledger = run_dir / "ledger.jsonl"
-    if not ledger.exists():
-        return False
-    for line in ledger.read_text().splitlines():
-        try:
-            entry = json.loads(line)
-        except ValueError:
-            continue
-        if entry.get("phase") == name and entry.get("iteration") == iteration:
-            return True
-    return False
+    if trainer == "sft":
+        source, prefix = (Path(args.base_eval) if args.base_eval else None), "eval-0-"
+    else:
+        source = run_dir("sft", seed, args) / "trajectories" / "eval-1.jsonl"
+        prefix = "eval-1-"
+    if source is None or not source.exists():
+        return
+    with TrajectoryStore(source, readonly=True) as store:
+        episodes = list(store)
+    for episode in episodes:
+        episode.id = "eval-0-" + episode.id.removeprefix(prefix)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with TrajectoryStore(target) as store:
+        store.append(episodes)
+    print(f"{trainer} seed {seed}: iteration-0 evaluation reused from {source}", flush=True)
 
 
 def run_training(trainer: str, seed: int, args: argparse.Namespace) -> dict[str, Any]:
     """Run (or resume) one training run; its summary rows and wall time."""
-    share_base_evaluation(trainer, seed, args)
+    share_first_evaluation(trainer, seed, args)
     command = train_command(trainer, seed, args)
     print("$", " ".join(command[2:]), flush=True)
     started = time.perf_counter()
     result = subprocess.run(command, check=False)
     if result.returncode != 0:
         raise SystemExit(f"{trainer} seed {seed} failed with exit code {result.returncode}")
-    run_dir = Path(args.runs) / f"{trainer}-seed{seed}"
-    summary = json.loads((run_dir / "summary.json").read_text())
+    summary = json.loads((run_dir(trainer, seed, args) / "summary.json").read_text())
     return {"seconds": round(time.perf_counter() - started, 1), "rows": summary["rows"]}
 
 
-def stage_key(trainer: str, row: dict[str, Any]) -> str:
-    """A stage name shared across trainers for the untrained model."""
-    return "base model" if row["iteration"] == 0 else f"{trainer.upper()} {row['stage']}"
+def stage_key(trainer: str, row: dict[str, Any]) -> str | None:
+    """The stage a summary row reports (``None``: another run's stage, counted there)."""
+    if trainer == "sft":
+        return "base model" if row["iteration"] == 0 else "SFT on expert successes"
+    if row["iteration"] == 0:
+        return None  # the SFT checkpoint, reported by the SFT run
+    return f"{row['stage']} (from SFT)"
 
 
 def pool(results: dict[str, dict[int, dict[str, Any]]]) -> list[dict[str, Any]]:
@@ -139,8 +155,8 @@ def pool(results: dict[str, dict[int, dict[str, Any]]]) -> list[dict[str, Any]]:
         for seed, result in sorted(by_seed.items()):
             for row in result["rows"]:
                 key = stage_key(trainer, row)
-                if key == "base model" and trainer != next(iter(results)):
-                    continue  # the same greedy evaluation of the same weights in every run
+                if key is None:
+                    continue
                 empty = {"stage": key, "per_seed": {}, "successes": 0, "episodes": 0}
                 stage = stages.setdefault(key, {**empty, "reward_sum": 0.0})
                 stage["per_seed"][seed] = row["success_rate"]
@@ -220,6 +236,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--eval-episodes", type=int, default=32)
     parser.add_argument("--out", default="docs/results/tooluse", help="the report's folder")
     parser.add_argument("--runs", default="runs/tooluse_study", help="the training runs")
+    parser.add_argument("--base-eval", default=None,
+                        help="a store of the base model's evaluation to reuse (eval-0.jsonl)")
     parser.add_argument("--progress", action="store_true")
     parser.add_argument("overrides", nargs="*", help="extra agentgym train overrides")
     args = parser.parse_args(argv)
@@ -234,6 +252,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         "train_tasks": args.train_tasks,
         "eval_episodes": args.eval_episodes,
         "env": ENV,
+        "sft": SFT,
+        "trainers": {t: TRAINERS[t] for t in args.trainers},
         "overrides": args.overrides,
         "seconds": {f"{t}-seed{s}": r["seconds"] for t, v in results.items() for s, r in v.items()},
     }
