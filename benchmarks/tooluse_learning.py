@@ -18,11 +18,16 @@ Wilson 95% interval per stage, and are written to ``--out`` as ``results.md``,
 ``results.json`` and ``tooluse_learning.png``.
 
 The runs live in ``--runs/<trainer>-seed<k>``: re-running the script resumes them where
-they stopped (each is a resumable ``agentgym train`` run). A run's first evaluation of
+they stopped (each is a resumable ``agentgym train`` run). ``results.json`` keeps every
+run's summary rows, so a later invocation can add seeds to an earlier report without
+re-running it (``--merge docs/results/tooluse/results.json --seeds 1``). A run's first evaluation of
 weights another run already evaluated (the base model, the SFT checkpoint) is seeded from
 that run's episodes, which are identical (same weights, greedy, same tasks and seeds). Run:
 
     .venv/bin/python benchmarks/tooluse_learning.py --seeds 0 1 --out docs/results/tooluse
+    # or one seed now, another later, pooled into the same report:
+    .venv/bin/python benchmarks/tooluse_learning.py --seeds 1 \
+        --merge docs/results/tooluse/results.json --out docs/results/tooluse
 
 Wall time per seed on 2 CPU cores: roughly 15 min (SFT) + 15-25 min (RFT) + 15 min (EEF).
 """
@@ -179,9 +184,33 @@ def pool(results: dict[str, dict[int, dict[str, Any]]]) -> list[dict[str, Any]]:
     return rows
 
 
-def write_report(rows: Sequence[dict[str, Any]], meta: dict[str, Any], out: Path) -> None:
-    """results.json, results.md and the plot."""
-    (out / "results.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2) + "\n")
+def merge_earlier_runs(
+    results: dict[str, dict[int, dict[str, Any]]], path: Path, meta: dict[str, Any]
+) -> None:
+    """Add the runs of an earlier report for seeds this invocation did not run.
+
+    Only a report made with the same protocol (environment, fine-tuning and trainer
+    overrides, task counts) may be merged; anything else would pool incomparable numbers.
+    """
+    earlier = json.loads(path.read_text())
+    protocol = ("train_tasks", "eval_episodes", "env", "sft", "trainers", "overrides")
+    mismatched = [k for k in protocol if earlier["meta"].get(k) != meta.get(k)]
+    if mismatched:
+        raise SystemExit(f"--merge {path}: a different protocol ({', '.join(mismatched)})")
+    for trainer, by_seed in earlier["runs"].items():
+        for seed, run in by_seed.items():
+            results.setdefault(trainer, {}).setdefault(int(seed), run)
+
+
+def write_report(
+    rows: Sequence[dict[str, Any]],
+    meta: dict[str, Any],
+    runs: dict[str, dict[int, dict[str, Any]]],
+    out: Path,
+) -> None:
+    """results.json (with every run's rows, for later merges), results.md and the plot."""
+    report = {"meta": meta, "rows": rows, "runs": runs}
+    (out / "results.json").write_text(json.dumps(report, indent=2) + "\n")
     lines = [
         "# SmolLM2-135M on ToolUse-v0 (easy, base category, messaging + travel)",
         "",
@@ -238,6 +267,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--runs", default="runs/tooluse_study", help="the training runs")
     parser.add_argument("--base-eval", default=None,
                         help="a store of the base model's evaluation to reuse (eval-0.jsonl)")
+    parser.add_argument("--merge", default=None,
+                        help="an earlier results.json whose other seeds' runs join the report")
     parser.add_argument("--progress", action="store_true")
     parser.add_argument("overrides", nargs="*", help="extra agentgym train overrides")
     args = parser.parse_args(argv)
@@ -255,10 +286,15 @@ def main(argv: Sequence[str] | None = None) -> None:
         "sft": SFT,
         "trainers": {t: TRAINERS[t] for t in args.trainers},
         "overrides": args.overrides,
-        "seconds": {f"{t}-seed{s}": r["seconds"] for t, v in results.items() for s, r in v.items()},
+    }
+    if args.merge:
+        merge_earlier_runs(results, Path(args.merge), meta)
+    meta["seeds"] = sorted({seed for by_seed in results.values() for seed in by_seed})
+    meta["seconds"] = {
+        f"{t}-seed{s}": r["seconds"] for t, v in results.items() for s, r in sorted(v.items())
     }
     rows = pool(results)
-    write_report(rows, meta, out)
+    write_report(rows, meta, results, out)
     print((out / "results.md").read_text())
 
 
