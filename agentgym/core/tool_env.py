@@ -59,7 +59,7 @@ import numpy as np
 
 from agentgym.core.env import Evaluation, TextEnv, Transition
 from agentgym.core.parsing import ReActParser, ToolCall, ToolCallParser, get_parser
-from agentgym.core.policy import ScriptedPolicy
+from agentgym.core.policy import ScriptedPolicy, check_error_injection
 from agentgym.core.tasks import TaskSet
 from agentgym.core.tools import State, Tool, ToolResult, ToolSet
 
@@ -434,13 +434,8 @@ class ToolEnvExpert(ScriptedPolicy):
         error_kinds: Sequence[str] = ERROR_KINDS,
         seed: int = 0,
     ) -> None:
-        unknown = sorted(set(error_kinds) - set(self.ERROR_KINDS))
-        if unknown:
-            raise ValueError(f"Unknown error kinds {unknown}; valid: {list(self.ERROR_KINDS)}")
-        if not 0.0 <= error_rate <= 1.0:
-            raise ValueError(f"error_rate must be in [0, 1], got {error_rate}")
         self.error_rate = error_rate
-        self.error_kinds = tuple(error_kinds)
+        self.error_kinds = check_error_injection(error_rate, error_kinds, self.ERROR_KINDS)
         self.seed = seed
         self.rng = np.random.default_rng(seed)
         self._env: ToolEnv | None = None

@@ -22,7 +22,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from agentgym.core.policy import ScriptedPolicy
+from agentgym.core.policy import ScriptedPolicy, check_error_injection
 
 __all__ = ["CodeExecExpert", "inject_bug", "mutation_sites"]
 
@@ -97,8 +97,7 @@ class CodeExecExpert(ScriptedPolicy):
     name: ClassVar[str] = "codeexec-expert"
 
     def __init__(self, *, error_rate: float = 0.0, seed: int = 0) -> None:
-        if not 0.0 <= error_rate <= 1.0:
-            raise ValueError(f"error_rate must be in [0, 1], got {error_rate}")
+        check_error_injection(error_rate)
         self.error_rate = error_rate
         self.seed = seed
         self._answers: list[str] = []

@@ -38,7 +38,7 @@ import numpy as np
 
 from agentgym.core.env import Evaluation, TextEnv, Transition
 from agentgym.core.parsing import ReActParser
-from agentgym.core.policy import ScriptedPolicy
+from agentgym.core.policy import ScriptedPolicy, check_error_injection
 from agentgym.core.registry import check_choice
 from agentgym.core.tasks import GeneratedTaskSet, TaskSet
 from agentgym.envs.travelplanner.database import TravelDatabase, get_database
@@ -422,13 +422,9 @@ class TravelPlannerExpert(ScriptedPolicy):
     def __init__(
         self, error_rate: float = 0.0, error_kinds: Sequence[str] | None = None, seed: int = 0
     ) -> None:
-        if not 0.0 <= error_rate <= 1.0:
-            raise ValueError(f"error_rate must be in [0, 1], got {error_rate}")
-        kinds = list(error_kinds) if error_kinds is not None else list(ERROR_KINDS)
-        for kind in kinds:
-            check_choice("error kind", kind, list(ERROR_KINDS))
+        kinds = ERROR_KINDS if error_kinds is None else error_kinds
+        self.error_kinds = list(check_error_injection(error_rate, kinds, ERROR_KINDS))
         self.error_rate = error_rate
-        self.error_kinds = kinds
         self.seed = seed
         self._env: TravelPlannerEnv | None = None
         self._script: list[str] = []

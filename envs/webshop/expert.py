@@ -43,7 +43,7 @@ from typing import Any
 
 import numpy as np
 
-from agentgym.core.policy import ScriptedPolicy
+from agentgym.core.policy import ScriptedPolicy, check_error_injection
 from agentgym.envs.webshop.catalog import Product
 from agentgym.envs.webshop.goals import Goal
 from agentgym.envs.webshop.pages import BACK_TO_SEARCH, BUY_NOW, NEXT_PAGE, PREV_PAGE
@@ -110,15 +110,10 @@ class WebShopExpert(ScriptedPolicy):
         seed: int = 0,
         max_result_pages: int = 3,
     ) -> None:
-        unknown = sorted(set(error_kinds) - set(self.ERROR_KINDS))
-        if unknown:
-            raise ValueError(f"Unknown error kinds {unknown}; valid: {list(self.ERROR_KINDS)}")
-        if not 0.0 <= error_rate <= 1.0:
-            raise ValueError(f"error_rate must be in [0, 1], got {error_rate}")
         if max_result_pages < 1:
             raise ValueError(f"max_result_pages must be >= 1, got {max_result_pages}")
         self.error_rate = error_rate
-        self.error_kinds = tuple(error_kinds)
+        self.error_kinds = check_error_injection(error_rate, error_kinds, self.ERROR_KINDS)
         self.seed = seed
         self.max_result_pages = max_result_pages
         self.injected: str | None = None
