@@ -257,7 +257,9 @@ def _workbench(cfg: DictConfig, train_kwargs: dict[str, Any], eval_kwargs: dict[
         eval_env_kwargs=eval_kwargs,
         sampling=sampling,
         eval_sampling=sampling.with_(temperature=float(cfg.eval.temperature)),
-        sft=SFTConfig(**_container(cfg.sft), progress=cfg.progress),
+        # The run's seed orders the fine-tuning batches unless sft.seed says otherwise, so
+        # runs of different seeds differ in training, not only in sampling.
+        sft=SFTConfig(**{"seed": cfg.seed, **_container(cfg.sft)}, progress=cfg.progress),
         num_envs=cfg.num_envs,
         max_turns=cfg.max_turns,
         max_context_tokens=cfg.max_context_tokens,

@@ -16,6 +16,8 @@ from transformers import AutoModelForCausalLM
 
 from agentgym.core.trajectory import TrajectoryStore
 from agentgym.models import resolve_model
+from agentgym.trainers.common import phase_sft_config
+from agentgym.trainers.sft import SFTConfig
 
 TINY = [
     "model=tiny-random-llama", "engine=hf", "num_envs=4", "sampling.max_tokens=12",
@@ -36,8 +38,12 @@ def _train(run_dir: Path, *overrides: str) -> subprocess.CompletedProcess[str]:
 
 def test_sft_trains_checkpoints_and_reports(tmp_path: Path) -> None:
     run_dir = tmp_path / "sft"
-    result = _train(run_dir, "trainer=sft", "trainer.train_tasks=6")
+    result = _train(run_dir, "trainer=sft", "trainer.train_tasks=6", "seed=3")
     assert result.returncode == 0, result.stderr[-3000:]
+    # The run's seed orders the fine-tuning batches (runs of two seeds train differently).
+    train = next(json.loads(line) for line in (run_dir / "ledger.jsonl").open()
+                 if json.loads(line)["phase"] == "train")  # fmt: skip
+    assert train["result"]["batch_order_seed"] == phase_sft_config(SFTConfig(seed=3), 1).seed
     # The fine-tuned checkpoint loads and differs from the base model.
     checkpoint = run_dir / "checkpoints" / "iter-1"
     tuned = AutoModelForCausalLM.from_pretrained(checkpoint)

@@ -14,12 +14,14 @@ A recipe (SFT, RFT, EEF, ...) is a short loop over four verbs the workbench prov
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from agentgym.collector import EpisodeSpec, RolloutCollector
+from agentgym.core.tasks import task_seed
 from agentgym.core.trajectory import Trajectory
 from agentgym.engines.base import Engine, SamplingParams
 from agentgym.evaluation import summarize
@@ -28,7 +30,19 @@ from agentgym.trainers.lora import is_lora, reset_lora
 from agentgym.trainers.run import ADAPTER_FOLDER, RunDir
 from agentgym.trainers.sft import SFTConfig, train_sft
 
-__all__ = ["Workbench"]
+__all__ = ["Workbench", "phase_sft_config"]
+
+
+def phase_sft_config(config: SFTConfig, iteration: int) -> SFTConfig:
+    """The fine-tuning settings of iteration ``iteration``: its own batch order.
+
+    Each phase shuffles with a seed derived from ``config.seed`` and the iteration, so
+    accumulated data is not replayed in the same order every iteration.
+
+    >>> phase_sft_config(SFTConfig(seed=0), 1).seed != phase_sft_config(SFTConfig(seed=0), 2).seed
+    True
+    """
+    return dataclasses.replace(config, seed=task_seed(config.seed, iteration) % (2**31))
 
 
 @dataclass
@@ -207,7 +221,8 @@ class Workbench:
                     step=global_step,
                 )
 
-            history = train_sft(self.model, examples, self.sft, pad_token_id=pad, on_step=on_step)
+            config = phase_sft_config(self.sft, iteration)
+            history = train_sft(self.model, examples, config, pad_token_id=pad, on_step=on_step)
             self.run.save_checkpoint(f"iter-{iteration}", self.model, self.tokenizer)
             self.engine.update_weights(self.model)
             self._weights_iteration = iteration
@@ -217,6 +232,7 @@ class Workbench:
                 "first_loss": history[0]["loss"],
                 "last_loss": history[-1]["loss"],
                 "steps": len(history),
+                "batch_order_seed": config.seed,
             }
 
         result = self.phase("train", iteration, work)
