@@ -145,3 +145,41 @@ def test_loss_on_kept_positions_equals_the_full_logits_loss(model, monkeypatch) 
     full, n_full = sft_loss(model, collate(parts, 0))
     assert n_kept == n_full == 4
     torch.testing.assert_close(kept, full, atol=1e-4, rtol=1e-5)
+
+
+def test_right_padded_batches_train_without_a_mask_and_give_each_examples_loss(model) -> None:
+    parts = [_example([1, 20, 21, 22, 23, 24], 2), _example([1, 30, 31], 1),
+             _example([1, 50, 51, 52, 53], 3)]  # fmt: skip
+    batch = collate(parts, 0)
+    seen: list[dict] = []
+    handle = model.register_forward_pre_hook(lambda m, a, kw: seen.append(kw), with_kwargs=True)
+    padded, count = sft_loss(model, batch)
+    handle.remove()
+    assert "attention_mask" not in seen[0]  # the causal kernel, no length^2 mask
+    alone = sum(sft_loss(model, collate([part], 0))[0] for part in parts)
+    torch.testing.assert_close(padded, alone, atol=1e-4, rtol=1e-5)
+    assert count == 4 + 2 + 2
+    # A mask that is not plain right padding is passed on as it is.
+    batch["attention_mask"][1, 0] = 0
+    seen.clear()
+    handle = model.register_forward_pre_hook(lambda m, a, kw: seen.append(kw), with_kwargs=True)
+    sft_loss(model, batch)
+    handle.remove()
+    assert "attention_mask" in seen[0]
+
+
+def test_gradient_checkpointing_trains_the_same_weights_and_is_switched_off_after() -> None:
+    data = [_example([1, 40 + i] + [60] * i, 1) for i in range(6)]
+    results = []
+    for checkpointing in (False, True):
+        torch.manual_seed(0)
+        model = AutoModelForCausalLM.from_pretrained(resolve_model("tiny-random-llama"))
+        history = train_sft(model, data, SFTConfig(epochs=2, batch_size=6, micro_batch_size=2,
+                                                   gradient_checkpointing=checkpointing,
+                                                   learning_rate=1e-3, progress=False))  # fmt: skip
+        assert not model.is_gradient_checkpointing
+        results.append(([h["loss"] for h in history], torch.cat([p.detach().flatten()
+                                                                 for p in model.parameters()])))
+    (plain_losses, plain), (checkpointed_losses, checkpointed) = results
+    assert checkpointed_losses == pytest.approx(plain_losses, rel=1e-5)
+    torch.testing.assert_close(checkpointed, plain, atol=1e-5, rtol=0)
