@@ -78,6 +78,15 @@ TRAINERS: dict[str, list[str]] = {
         "trainer.expert_error_rate=0.5",
         "trainer.budget=4",
     ],
+    # EEF's control: the same fine-tuning phase on EEF's expert successes alone (the same
+    # error-injected expert episodes, seed and batch order), without the exploration and the
+    # agent's successes, so EEF's gain can be told apart from a second pass on expert data.
+    "sft-again": [
+        "trainer=sft",
+        "model.name={sft_model}",
+        "trainer.train_tasks={tasks}",
+        "expert.error_rate=0.5",
+    ],
 }
 
 #: Fine-tuning settings of every phase (a few hundred trained tokens per episode).
@@ -150,6 +159,8 @@ def stage_key(trainer: str, row: dict[str, Any]) -> str | None:
         return "base model" if row["iteration"] == 0 else "SFT on expert successes"
     if row["iteration"] == 0:
         return None  # the SFT checkpoint, reported by the SFT run
+    if trainer == "sft-again":
+        return "control: SFT again on EEF's expert successes (from SFT)"
     return f"{row['stage']} (from SFT)"
 
 
@@ -193,13 +204,18 @@ def merge_earlier_runs(
     overrides, task counts) may be merged; anything else would pool incomparable numbers.
     """
     earlier = json.loads(path.read_text())
-    protocol = ("train_tasks", "eval_episodes", "env", "sft", "trainers", "overrides")
+    protocol = ("train_tasks", "eval_episodes", "env", "sft", "overrides")
     mismatched = [k for k in protocol if earlier["meta"].get(k) != meta.get(k)]
+    shared = set(earlier["meta"]["trainers"]) & set(meta["trainers"])
+    mismatched += [
+        t for t in sorted(shared) if earlier["meta"]["trainers"][t] != meta["trainers"][t]
+    ]
     if mismatched:
         raise SystemExit(f"--merge {path}: a different protocol ({', '.join(mismatched)})")
     for trainer, by_seed in earlier["runs"].items():
         for seed, run in by_seed.items():
             results.setdefault(trainer, {}).setdefault(int(seed), run)
+    meta["trainers"] = {**earlier["meta"]["trainers"], **meta["trainers"]}
 
 
 def write_report(
@@ -289,6 +305,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     }
     if args.merge:
         merge_earlier_runs(results, Path(args.merge), meta)
+        results = {t: results[t] for t in TRAINERS if t in results}  # the table's order
     meta["seeds"] = sorted({seed for by_seed in results.values() for seed in by_seed})
     meta["seconds"] = {
         f"{t}-seed{s}": r["seconds"] for t, v in results.items() for s, r in sorted(v.items())
