@@ -98,18 +98,20 @@ def test_packed_rows_give_the_padded_loss() -> None:
                          atol=1e-4)  # fmt: skip
 
 
-def test_packed_training_matches_padded_training() -> None:
+def _train_tiny(**options) -> tuple[list[dict], torch.Tensor, object]:
+    """Two epochs on six short examples from the same seed: history, final weights, model."""
     data = [_example([1, 40 + i] + [60] * i, 1) for i in range(6)]
-    results = []
-    for packing in (False, True):
-        torch.manual_seed(0)
-        model = AutoModelForCausalLM.from_pretrained(resolve_model("tiny-random-llama"))
-        history = train_sft(model, data, SFTConfig(epochs=2, batch_size=6, micro_batch_size=2,
-                                                   max_tokens_per_micro_batch=16,
-                                                   packing=packing, learning_rate=1e-3,
-                                                   progress=False))  # fmt: skip
-        results.append((history, torch.cat([p.detach().flatten() for p in model.parameters()])))
-    (padded_history, padded), (packed_history, packed) = results
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_pretrained(resolve_model("tiny-random-llama"))
+    config = SFTConfig(epochs=2, batch_size=6, micro_batch_size=2, learning_rate=1e-3,
+                       progress=False, **options)  # fmt: skip
+    history = train_sft(model, data, config)
+    return history, torch.cat([p.detach().flatten() for p in model.parameters()]), model
+
+
+def test_packed_training_matches_padded_training() -> None:
+    padded_history, padded, _ = _train_tiny(max_tokens_per_micro_batch=16)
+    packed_history, packed, _ = _train_tiny(max_tokens_per_micro_batch=16, packing=True)
     assert [h["trained_tokens"] for h in padded_history] == [
         h["trained_tokens"] for h in packed_history
     ]
@@ -169,17 +171,10 @@ def test_right_padded_batches_train_without_a_mask_and_give_each_examples_loss(m
 
 
 def test_gradient_checkpointing_trains_the_same_weights_and_is_switched_off_after() -> None:
-    data = [_example([1, 40 + i] + [60] * i, 1) for i in range(6)]
-    results = []
-    for checkpointing in (False, True):
-        torch.manual_seed(0)
-        model = AutoModelForCausalLM.from_pretrained(resolve_model("tiny-random-llama"))
-        history = train_sft(model, data, SFTConfig(epochs=2, batch_size=6, micro_batch_size=2,
-                                                   gradient_checkpointing=checkpointing,
-                                                   learning_rate=1e-3, progress=False))  # fmt: skip
-        assert not model.is_gradient_checkpointing
-        results.append(([h["loss"] for h in history], torch.cat([p.detach().flatten()
-                                                                 for p in model.parameters()])))
-    (plain_losses, plain), (checkpointed_losses, checkpointed) = results
-    assert checkpointed_losses == pytest.approx(plain_losses, rel=1e-5)
+    plain_history, plain, _ = _train_tiny()
+    checkpointed_history, checkpointed, model = _train_tiny(gradient_checkpointing=True)
+    assert not model.is_gradient_checkpointing
+    assert [h["loss"] for h in checkpointed_history] == pytest.approx(
+        [h["loss"] for h in plain_history], rel=1e-5
+    )
     torch.testing.assert_close(checkpointed, plain, atol=1e-5, rtol=0)
