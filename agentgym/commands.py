@@ -221,7 +221,6 @@ def _workbench(cfg: DictConfig, train_kwargs: dict[str, Any], eval_kwargs: dict[
     from agentgym.trainers.common import Workbench
     from agentgym.trainers.lora import LoRAConfig, apply_lora, trainable_fraction
     from agentgym.trainers.run import RunDir
-    from agentgym.trainers.sft import SFTConfig
 
     torch.manual_seed(cfg.seed)
     path = resolve_model(cfg.model.name)
@@ -257,9 +256,7 @@ def _workbench(cfg: DictConfig, train_kwargs: dict[str, Any], eval_kwargs: dict[
         eval_env_kwargs=eval_kwargs,
         sampling=sampling,
         eval_sampling=sampling.with_(temperature=float(cfg.eval.temperature)),
-        # The run's seed orders the fine-tuning batches unless sft.seed says otherwise, so
-        # runs of different seeds differ in training, not only in sampling.
-        sft=SFTConfig(**{"seed": cfg.seed, **_container(cfg.sft)}, progress=cfg.progress),
+        sft=_sft_config(cfg),
         num_envs=cfg.num_envs,
         max_turns=cfg.max_turns,
         max_context_tokens=cfg.max_context_tokens,
@@ -269,6 +266,19 @@ def _workbench(cfg: DictConfig, train_kwargs: dict[str, Any], eval_kwargs: dict[
         seed=cfg.seed,
         base_model_path=str(path),
     )
+
+
+def _sft_config(cfg: DictConfig) -> Any:
+    """The fine-tuning settings; ``sft.seed: null`` takes the run's seed.
+
+    So runs of different seeds differ in training (batch order), not only in sampling.
+    """
+    from agentgym.trainers.sft import SFTConfig
+
+    settings = dict(_container(cfg.sft) or {})
+    if settings.get("seed") is None:
+        settings["seed"] = cfg.seed
+    return SFTConfig(**settings, progress=cfg.progress)
 
 
 def _constructor_arguments(env_id: str) -> list[str]:

@@ -208,7 +208,9 @@ def trainer_problems(data: Mapping[str, Any]) -> list[str]:
     sft_fields = [f for f in _dataclass_fields(SFTConfig) if f != "progress"]
     problems += _unknown_keys("sft", sft, sft_fields)
     try:
-        SFTConfig(**{k: v for k, v in sft.items() if k in sft_fields})
+        # sft.seed: null means "the run's seed" (filled in by agentgym train).
+        SFTConfig(**{k: v for k, v in sft.items()
+                     if k in sft_fields and not (k == "seed" and v is None)})  # fmt: skip
     except (ValueError, TypeError) as exc:
         problems.append(f"sft: {exc}")
     problems += _unknown_keys("eval", data.get("eval") or {}, ("episodes", "split", "temperature"))

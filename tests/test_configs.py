@@ -51,6 +51,8 @@ def test_train_config_problems_are_all_listed() -> None:
                 "+training.lora.rnak=4",
                 "training.lora.dropout=2",
                 "trainer.finetune_from=scratch",
+                "sft.gradient_checkpointing=maybe",
+                "sft.seed=x",
             ],
         )
     with pytest.raises(ConfigError) as excinfo:
@@ -65,6 +67,8 @@ def test_train_config_problems_are_all_listed() -> None:
         "unknown key 'training.lora.rnak'. Did you mean 'rank'?",
         "dropout must be in [0, 1)",
         "finetune_from must be one of previous, base",
+        "gradient_checkpointing must be true or false, got 'maybe'",
+        "seed must be an integer, got 'x'",
     ):
         assert expected in text, expected
 
