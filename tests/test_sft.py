@@ -139,11 +139,11 @@ def test_config_validation_lists_problems() -> None:
 
 
 def test_loss_on_kept_positions_equals_the_full_logits_loss(model, monkeypatch) -> None:
-    import agentgym.trainers.sft as sft
+    import agentgym.trainers.objectives as objectives
 
     parts = [_example([1, 20, 21, 22, 23, 24], 4), _example([1, 30, 31], 1)]
     kept, n_kept = sft_loss(model, collate(parts, 0))
-    monkeypatch.setattr(sft, "_supports_logits_to_keep", lambda model: False)
+    monkeypatch.setattr(objectives, "_supports_logits_to_keep", lambda model: False)
     full, n_full = sft_loss(model, collate(parts, 0))
     assert n_kept == n_full == 4
     torch.testing.assert_close(kept, full, atol=1e-4, rtol=1e-5)
