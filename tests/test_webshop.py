@@ -20,11 +20,14 @@ from agentgym.envs.webshop.loaders import find_data_file, load_webshop_dir
 from agentgym.envs.webshop.reward import (
     compute_reward,
     fuzzy_ratio,
+    goal_option_text,
     normalize_color,
+    option_matches,
     token_set_ratio,
 )
 from agentgym.envs.webshop.search import SearchIndex, tokenize
 from agentgym.envs.webshop.store import get_shop
+from agentgym.envs.webshop.vocabulary import PRODUCT_TYPES
 
 ENV_ID = "agentgym/WebShop-v0"
 FIXTURES = Path(__file__).parent / "fixtures" / "webshop"
@@ -142,15 +145,65 @@ def test_fuzzy_matching_values() -> None:
     assert token_set_ratio("", "x") == 0
     assert token_set_ratio("6", "6.5") == 100  # a known quirk of the reference's matcher
     assert fuzzy_ratio("kitten", "sitting") == pytest.approx(200 * 4 / 13)
-    assert normalize_color("Dark Navy Blue") == "navy"
-    assert normalize_color("standard") == "standard"  # whole words only: no "tan"
+    # WebShop's colour scan: the first listed colour that is a substring, case-sensitive.
+    assert normalize_color("dark navy blue") == "blue"
+    assert normalize_color("standard") == "tan" and normalize_color("Grey") == "Grey"
     # Colours are normalised before option matching.
     result = compute_reward(
         PRODUCT,
         {"size": "8 fl oz", "scent": "navy blue heather"},
-        goal(goal_options=(("size", "8 fl oz"), ("color", "navy"))),
+        goal(goal_options=(("size", "8 fl oz"), ("color", "light blue"))),
     )
-    assert result.options_matched == 2
+    assert result.options_matched == 2  # "navy blue heather" and "light blue" -> "blue"
+
+
+def test_named_goal_options_are_matched_with_their_names() -> None:
+    # Human goals (a list of values): "4 fl oz" ~ "8 fl oz" scores 86 > 85.
+    wanted = (("size", "8 fl oz"),)
+    assert option_matches(["4 fl oz"], wanted, named=False) == 1
+    # Synthetic goals (a dict): the reference compares the (name, value) pair, so
+    # "size 8 fl oz" against "4 fl oz" scores 83 and does not match; "8 fl oz" does.
+    assert token_set_ratio("4 fl oz", goal_option_text("size", "8 fl oz", named=True)) == 83
+    assert option_matches(["4 fl oz"], wanted, named=True) == 0
+    assert option_matches(["8 fl oz"], wanted, named=True) == 1
+    # A named colour option is normalised only when the value *is* a colour word.
+    assert goal_option_text("color", "black", named=True) == "black"
+    assert option_matches(["jet black"], (("color", "black"),), named=True) == 1
+    assert option_matches(["light blue"], (("color", "navy blue"),), named=True) == 1  # "blue"
+    assert option_matches(["ash"], (("color", "dark wash"),), named=True) == 0
+    named_goal = goal(named_options=True)
+    assert compute_reward(PRODUCT, {"size": "12 fl oz", "scent": "lavender"}, named_goal
+                          ).options_matched == 1  # fmt: skip
+    assert compute_reward(PRODUCT, FULL, named_goal).reward == 1.0
+
+
+def test_every_generated_option_value_can_match_its_own_goal() -> None:
+    for kind in PRODUCT_TYPES:
+        for name, values in kind.options:
+            for value in values:
+                for named in (True, False):
+                    assert option_matches([value], [(name, value)], named=named) == 1, (
+                        kind.query, name, value, named)  # fmt: skip
+
+
+def test_rewards_equal_the_official_function_on_recorded_cases() -> None:
+    """300 purchases scored by WebShop's own get_reward outside the project (92 of them
+    scored differently before option names took part in the match)."""
+    import json
+
+    fixture = json.loads((FIXTURES / "official_rewards.json").read_text())
+    shop = get_shop(num_products=1000, seed=0, index_cache=False)
+    for style, goal_index, product_index, selected, official in fixture["cases"]:
+        goal_ = shop.goals("train", style, None)[goal_index]
+        ours = compute_reward(shop.catalog.product(product_index), selected, goal_)
+        assert ours.reward == official, (style, goal_index, product_index, selected)
+
+
+def test_fuzzy_preprocessing_is_thefuzz_s() -> None:
+    # Latin-1 letters are deleted (thefuzz's force_ascii), other letters kept, "_" spaced.
+    assert token_set_ratio("crème", "crme") == 100
+    assert token_set_ratio("snake_case", "case snake") == 100
+    assert token_set_ratio("ĀB", "āb") == 100
 
 
 # ---------------------------------------------------------------- catalog, goals, search --

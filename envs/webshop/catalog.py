@@ -45,7 +45,7 @@ __all__ = [
 ]
 
 #: Generator version: part of every cache key, bump it when generated products change.
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
 
 
 @dataclass(frozen=True, slots=True)

@@ -61,6 +61,10 @@ class Goal:
         title_nouns: Nouns of the target's title.
         category: The target's top-level category.
         style: ``"human"`` or ``"template"``.
+        named_options: Whether the reward compares options with their names, as the
+            reference does for goals whose options are a name -> value dict (synthetic
+            instructions) but not for a list of values (human instructions); see
+            :func:`~agentgym.envs.webshop.reward.goal_option_text`.
         metadata: Extra fields (recorded with trajectories).
     """
 
@@ -76,6 +80,7 @@ class Goal:
     title_nouns: frozenset[str]
     category: str = ""
     style: str = "human"
+    named_options: bool = False
     metadata: Mapping[str, str] = field(default_factory=dict)
 
     @property
@@ -191,6 +196,7 @@ def make_goal(index: int, rng: np.random.Generator, catalog: Catalog, *, style: 
         title_nouns=product.title_nouns,
         category=product.category,
         style=style,
+        named_options=style == "template",
         metadata={"category": product.category, "style": style},
     )
 

@@ -52,7 +52,6 @@ import numpy as np
 
 from agentgym.envs.webshop.catalog import Product, ProductList
 from agentgym.envs.webshop.goals import Goal, price_cap, price_text
-from agentgym.envs.webshop.reward import COLOR_WORDS
 
 __all__ = ["find_data_file", "load_webshop_dir", "parse_pricing", "parse_product", "title_nouns"]
 
@@ -63,7 +62,11 @@ mens kids unisex black white premium natural long short high low soft best compa
 adjustable portable waterproof wireless organic free light dark mini extra super ultra
 professional original classic
 """
-_NOT_NOUNS = frozenset(_NOT_NOUN_TEXT.split()) | frozenset(COLOR_WORDS)
+_COLOR_ADJECTIVES = """
+navy burgundy beige ivory khaki teal olive coral plum nude walnut oak gray grey silver gold
+red pink purple yellow orange green blue brown multicolor
+"""
+_NOT_NOUNS = frozenset(_NOT_NOUN_TEXT.split()) | frozenset(_COLOR_ADJECTIVES.split())
 _WORD = re.compile(r"[a-z][a-z'-]+")
 
 
@@ -209,7 +212,8 @@ def _goal_rng(asin: str, k: int) -> np.random.Generator:
 
 
 def _goal(product: Product, goal_id: str, text: str, attributes: Sequence[str],
-          options: Sequence[tuple[str, str]], cap: float, style: str) -> Goal:  # fmt: skip
+          options: Sequence[tuple[str, str]], cap: float, style: str,
+          named: bool) -> Goal:  # fmt: skip
     return Goal(
         id=goal_id,
         asin=product.asin,
@@ -223,6 +227,7 @@ def _goal(product: Product, goal_id: str, text: str, attributes: Sequence[str],
         title_nouns=product.title_nouns,
         category=product.category,
         style=style,
+        named_options=named,
         metadata={"category": product.category, "style": style},
     )
 
@@ -241,7 +246,8 @@ def _human_goals(products: Sequence[Product], human: Mapping[str, Any]) -> list[
                 options = [("", str(v)) for v in raw_options]
             cap = price_cap(product.price, _goal_rng(product.asin, k))
             goals.append(_goal(product, f"webshop-human-{len(goals)}", str(entry["instruction"]),
-                               wanted, options, cap, "human"))  # fmt: skip
+                               wanted, options, cap, "human",
+                               isinstance(raw_options, Mapping)))  # fmt: skip
     return goals
 
 
@@ -259,5 +265,5 @@ def _synthetic_goals(products: Sequence[Product], attributes: Mapping[str, Any])
         full_text = f"{str(text).strip().strip('.')} with {option_text}" if options else str(text)
         cap = price_cap(product.price, rng)
         goals.append(_goal(product, f"webshop-synthetic-{len(goals)}", full_text, wanted,
-                           options, cap, "template"))  # fmt: skip
+                           options, cap, "template", True))  # fmt: skip
     return goals

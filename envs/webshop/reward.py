@@ -10,12 +10,16 @@
   when under 10% of the goal title's nouns are in the bought title, and to 0 with none.
 * A goal attribute matches when its fuzzy token-set ratio with a product attribute is
   above 85, or when it appears in the title, the bullet points or the description.
-* A goal option matches a selected option by the same fuzzy test, colours normalised first.
+* A goal option matches a selected option by the same fuzzy test, colours normalised first
+  (see :func:`goal_option_text` for how a named goal option is compared, as the reference
+  does).
 * ``price_ok`` is 1 when the price paid is at most the goal's ``price_upper``.
 
-The fuzzy ratio is the token-set ratio of ``thefuzz``/``rapidfuzz`` (lower-cased,
-punctuation-free tokens; rounded to an integer), implemented here with a bit-parallel
-longest-common-subsequence so that no extra dependency is needed.
+The fuzzy ratio is ``thefuzz.fuzz.token_set_ratio`` (which runs on ``rapidfuzz``): strings
+with the Latin-1 characters deleted (``force_ascii``), lower-cased, every other
+non-alphanumeric character a space; then the token-set comparison with the indel
+similarity (a bit-parallel longest common subsequence here, so no dependency is needed),
+rounded to an integer.
 
 Example:
     >>> token_set_ratio("natural looking", "looking natural")
@@ -23,7 +27,13 @@ Example:
     >>> token_set_ratio("dry skin", "dry hair")
     62
     >>> normalize_color("dark navy blue")
-    'navy'
+    'blue'
+    >>> goal_option_text("size", "8 fl oz", named=True)
+    "('size', '8 fl oz')"
+    >>> option_matches(["4 fl oz"], [("size", "8 fl oz")], named=True)
+    0
+    >>> option_matches(["4 fl oz"], [("size", "8 fl oz")], named=False)  # "4 fl oz" ~ "8 fl oz"
+    1
 """
 
 from __future__ import annotations
@@ -41,6 +51,7 @@ __all__ = [
     "attribute_matches",
     "compute_reward",
     "fuzzy_ratio",
+    "goal_option_text",
     "normalize_color",
     "option_matches",
     "token_set_ratio",
@@ -50,20 +61,32 @@ __all__ = [
 #: The fuzzy score an attribute or option must exceed to count as matched.
 MATCH_THRESHOLD = 85
 
-_NON_ALNUM = re.compile(r"[^0-9a-z]+")
+#: Characters ``thefuzz`` deletes before matching (``force_ascii``: code points 128-255).
+_LATIN1 = dict.fromkeys(range(128, 256))
+_NON_ALNUM = re.compile(r"[\W_]+")
 
-#: Colour words an option is reduced to before fuzzy matching ("dark navy blue" and
-#: "navy" both become "navy"); checked in this order, first whole-word hit wins.
+#: WebShop's colour words in the order its normaliser scans them: an option becomes the
+#: first word of this list that occurs in it, as a substring and case-sensitively, as in
+#: the reference ("dark navy blue" -> "blue", "standard" -> "tan", "Grey" unchanged).
 COLOR_WORDS: tuple[str, ...] = (
-    "navy", "burgundy", "beige", "ivory", "khaki", "teal", "olive", "coral", "plum", "nude",
-    "walnut", "oak", "black", "white", "gray", "grey", "silver", "gold", "red", "pink",
-    "purple", "yellow", "orange", "green", "blue", "brown", "multicolor", "natural",
+    "alabaster", "apricot", "aqua", "ash", "asphalt", "azure", "banana", "beige", "black",
+    "blue", "blush", "bordeaux", "bronze", "brown", "burgundy", "camel", "camo", "caramel",
+    "champagne", "charcoal", "cheetah", "chestnut", "chocolate", "christmas", "coffee",
+    "cognac", "copper", "coral", "cranberry", "cream", "crystal", "dark", "denim",
+    "eggplant", "elephant", "espresso", "fuchsia", "gold", "granite", "grape", "graphite",
+    "grass", "gray", "green", "grey", "heather", "indigo", "ivory", "ivy", "khaki",
+    "lavender", "lemon", "leopard", "light", "lilac", "lime", "magenta", "maroon", "mauve",
+    "merlot", "midnight", "mint", "mocha", "multicolor", "mushroom", "mustard", "natural",
+    "navy", "nude", "olive", "orange", "peach", "pewter", "pink", "plum", "purple",
+    "rainbow", "red", "rose", "royal", "rust", "sand", "sapphire", "seashell", "silver",
+    "skull", "slate", "steel", "stone", "stonewash", "sunflower", "tan", "taupe", "teal",
+    "tiger", "turquoise", "violet", "walnut", "wheat", "white", "wine", "yellow",
 )  # fmt: skip
-_COLOR_SET = frozenset(COLOR_WORDS)
 
 
 def _process(text: str) -> str:
-    return _NON_ALNUM.sub(" ", text.lower()).strip()
+    """``thefuzz``'s preprocessing: Latin-1 deleted, lower-cased, non-alphanumerics spaced."""
+    return _NON_ALNUM.sub(" ", text.translate(_LATIN1).lower()).strip()
 
 
 def _lcs_length(a: str, b: str) -> int:
@@ -110,12 +133,40 @@ def token_set_ratio(a: str, b: str) -> int:
 
 
 def normalize_color(option: str) -> str:
-    """The first colour word of ``option`` (in :data:`COLOR_WORDS` order), else ``option``."""
-    words = set(_process(option).split())
+    """The first of :data:`COLOR_WORDS` that occurs in ``option``, else ``option``.
+
+    >>> normalize_color("navy blue heather"), normalize_color("standard"), normalize_color("Grey")
+    ('blue', 'tan', 'Grey')
+    """
     for color in COLOR_WORDS:
-        if color in words:
+        if color in option:
             return color
     return option
+
+
+def goal_option_text(name: str, value: str, *, named: bool) -> str:
+    """What a goal option is compared with, as in the reference.
+
+    A goal option without a name (human instructions: a list of values) is the value with
+    its colour normalised. A named one (synthetic instructions: a dict, whose ``items()``
+    the reference passes on) is the ``(name, value)`` pair itself: the colour scan tests
+    whether a colour word *equals* the name or the value, and otherwise the fuzzy matcher
+    reads the pair's ``str()``, so the option name takes part in the match
+    ("size 8 fl oz" against "4 fl oz" scores 83, below the threshold).
+
+    >>> goal_option_text("color", "navy blue", named=True)
+    "('color', 'navy blue')"
+    >>> goal_option_text("color", "black", named=True)
+    'black'
+    >>> goal_option_text("", "navy blue", named=False)
+    'blue'
+    """
+    if not named:
+        return normalize_color(value)
+    for color in COLOR_WORDS:
+        if color in (name, value):
+            return color
+    return str((name, value))
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,10 +193,12 @@ class RewardBreakdown:
 
 def type_reward(product: Product, goal: Goal) -> tuple[float, bool, bool, float]:
     """``(r_type, query_match, category_match, title_score)`` of buying ``product``."""
-    query_match = product.query.strip().lower() == goal.query.strip().lower()
-    bought_path = {part.strip().lower() for part in product.product_category.split("›")}
-    goal_path = {part.strip().lower() for part in goal.product_category.split("›")}
-    category_match = len((bought_path & goal_path) - {""}) >= 2
+    # As the reference: exact query and path-level comparisons (its loader lower-cases
+    # and strips queries; path levels keep their case).
+    query_match = product.query == goal.query
+    bought_path = {part.strip() for part in product.product_category.split("›")}
+    goal_path = {part.strip() for part in goal.product_category.split("›")}
+    category_match = len(bought_path & goal_path) >= 2
     if goal.title_nouns:
         title_score = len(product.title_nouns & goal.title_nouns) / len(goal.title_nouns)
     else:
@@ -175,13 +228,16 @@ def attribute_matches(product: Product, attributes: Iterable[str]) -> int:
     return matched
 
 
-def option_matches(selected: Iterable[str], wanted: Iterable[str]) -> int:
-    """How many wanted option values are among the selected ones (fuzzy, colours normalised)."""
+def option_matches(
+    selected: Iterable[str], wanted: Iterable[tuple[str, str]], *, named: bool
+) -> int:
+    """How many wanted ``(name, value)`` options match a selected value (fuzzy score above
+    :data:`MATCH_THRESHOLD`, colours normalised; see :func:`goal_option_text`)."""
     selected = [normalize_color(value) for value in selected]
     matched = 0
-    for goal_value in wanted:
-        goal_value = normalize_color(goal_value)
-        if any(token_set_ratio(value, goal_value) > MATCH_THRESHOLD for value in selected):
+    for name, value in wanted:
+        goal_text = goal_option_text(name, value, named=named)
+        if any(token_set_ratio(have, goal_text) > MATCH_THRESHOLD for have in selected):
             matched += 1
     return matched
 
@@ -195,9 +251,9 @@ def compute_reward(product: Product, selected: Mapping[str, str], goal: Goal) ->
         goal: The goal (instruction) of the episode.
     """
     r_type, query_match, category_match, title_score = type_reward(product, goal)
-    goal_values = list(goal.option_values)
+    goal_values = list(goal.goal_options)
     n_attributes = attribute_matches(product, goal.attributes)
-    n_options = option_matches(selected.values(), goal_values)
+    n_options = option_matches(selected.values(), goal_values, named=goal.named_options)
     r_price = product.price <= goal.price_upper
     denominator = len(goal.attributes) + len(goal_values) + 1
     reward = (n_attributes + n_options + int(r_price)) / denominator * r_type

@@ -6,6 +6,10 @@ price band. Types of one category share path levels and often title nouns ("hair
 "hair brush", "shoe rack" vs "running shoe"), so the catalog has the near-miss distractors
 that make WebShop hard: a matching noun, a matching category, a wrong attribute.
 
+Every option value is one its own goal can match under the reward's rules (WebShop's
+colour scan turns "dark wash" into "ash", which no named goal option "color: dark wash"
+matches, so such values are not used).
+
 Example:
     >>> types = [t for t in PRODUCT_TYPES if t.category == "beauty"]
     >>> len(types) >= 8, types[0].path[0]
@@ -140,7 +144,7 @@ PRODUCT_TYPES: tuple[ProductType, ...] = (
           {"flavor": ("original", "jasmine", "mint", "lemon", "honey"), "size": _PACKS}, (4, 30)),
     _type("food", f"{_F} › pantry staples › nut butters › peanut butter", "peanut butter",
           "creamy peanut butter", "non gmo, no added sugar, gluten free, high protein, "
-          "keto friendly, organic", {"size": _WEIGHTS, "flavor": ("creamy", "crunchy",
+          "keto friendly, organic", {"size": _WEIGHTS, "flavor": ("smooth", "crunchy",
           "honey", "chocolate")}, (4, 25)),
     _type("food", f"{_F} › snacks & sweets › chocolate", "dark chocolate",
           "dark chocolate bar", "sugar free, vegan, fair trade, keto friendly, gluten free, "
@@ -172,7 +176,7 @@ PRODUCT_TYPES: tuple[ProductType, ...] = (
           "strap, comfortable", {"color": COLORS[:9], "size": _SHOE_SIZES}, (15, 70)),
     _type("fashion", f"{_C} › men › clothing › pants › jeans", "men jeans",
           "men's straight fit jeans", "machine wash, stretch, slim fit, relaxed fit, button "
-          "closure, cotton", {"color": ("dark wash", "light wash", "black", "medium wash"),
+          "closure, cotton", {"color": ("dark indigo", "light blue", "black", "medium gray"),
           "size": ("30w x 30l", "32w x 30l", "32w x 32l", "34w x 32l", "36w x 32l")}, (20, 70)),
     _type("fashion", f"{_C} › women › accessories › handbags › shoulder bags",
           "women shoulder bag", "women's leather shoulder bag", "faux leather, adjustable "
