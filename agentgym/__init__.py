@@ -22,7 +22,7 @@ from agentgym.core.parsing import (
     list_parsers,
     register_parser,
 )
-from agentgym.core.policy import ScriptedPolicy
+from agentgym.core.policy import ErrorInjectingExpert, ScriptedPolicy
 from agentgym.core.registry import (
     check_choice,
     list_envs,
@@ -41,6 +41,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AgentText",
+    "ErrorInjectingExpert",
     "Evaluation",
     "GeneratedTaskSet",
     "InfoKeys",

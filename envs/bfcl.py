@@ -977,25 +977,25 @@ class BFCLExpert(ToolEnvExpert):
     ground truth (a missing parameter or function) get a reply that says something is
     missing. ``error_rate`` and ``error_kinds`` inject one error per episode with that
     probability, as in :class:`~agentgym.ToolEnvExpert` (``wrong_argument``, ``skip_call``,
-    ``wrong_order``).
+    ``wrong_order``); the draws come from the episode's seed
+    (:class:`~agentgym.core.policy.ErrorInjectingExpert`).
     """
 
     name = "bfcl-oracle"
 
-    def reset(self, env: Any, observation: str, info: Mapping[str, Any]) -> None:
+    def plan_episode(self, env: Any, observation: str, info: Mapping[str, Any]) -> None:
         bfcl_env = env.unwrapped
         if not isinstance(bfcl_env, BFCLMultiTurnEnv):
             raise TypeError(f"BFCLExpert needs a BFCLMultiTurnEnv, got {type(bfcl_env).__name__}")
         task = bfcl_env.task
         if task is None:
             raise ValueError("reset() the environment before the expert.")
-        turns = [list(calls) for calls in task.ground_truth]
-        self.injected = None
-        if self.error_kinds and self.rng.random() < self.error_rate:
-            self.injected = self._inject(turns)
         self._bfcl_env = bfcl_env
-        self._planned = turns
+        self._planned = [list(calls) for calls in task.ground_truth]
         self._replies = [_EXPERT_DONE if calls else _EXPERT_CANNOT for calls in task.ground_truth]
+
+    def inject_error(self) -> str | None:
+        return self._inject(self._planned)
 
     def act(self, observation: str, info: Mapping[str, Any]) -> str:
         env = getattr(self, "_bfcl_env", None)

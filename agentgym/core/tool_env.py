@@ -59,7 +59,7 @@ import numpy as np
 
 from agentgym.core.env import Evaluation, TextEnv, Transition
 from agentgym.core.parsing import ReActParser, ToolCall, ToolCallParser, get_parser
-from agentgym.core.policy import ScriptedPolicy, check_error_injection
+from agentgym.core.policy import ErrorInjectingExpert
 from agentgym.core.tasks import TaskSet
 from agentgym.core.tools import State, Tool, ToolResult, ToolSet
 
@@ -409,19 +409,19 @@ def final_transition(evaluation: Evaluation, *, note: str = "", forced: bool = F
     )
 
 
-class ToolEnvExpert(ScriptedPolicy):
+class ToolEnvExpert(ErrorInjectingExpert):
     """Follows a task's ground-truth calls, optionally injecting errors.
 
     Per turn it sends the ground-truth calls (all in one action when the parser allows
     several, else one per action), then the turn's entry of ``task.answers`` (or "Done.")
-    as the final reply.
+    as the final reply. Error injection (RNG, draw) is :class:`ErrorInjectingExpert`'s.
 
     Args:
         error_rate: Probability that an episode gets one injected error.
         error_kinds: Which errors to inject: ``"wrong_argument"`` (one argument value
             changed), ``"skip_call"`` (one call left out), ``"wrong_order"`` (two calls of
             a turn swapped).
-        seed: Seed of the expert's own RNG (error choices).
+        seed: Seed of the expert's error draws (combined with each episode's seed).
     """
 
     name = "tool-expert"
@@ -431,37 +431,27 @@ class ToolEnvExpert(ScriptedPolicy):
         self,
         *,
         error_rate: float = 0.0,
-        error_kinds: Sequence[str] = ERROR_KINDS,
+        error_kinds: Sequence[str] | None = None,
         seed: int = 0,
     ) -> None:
-        self.error_rate = error_rate
-        self.error_kinds = check_error_injection(error_rate, error_kinds, self.ERROR_KINDS)
-        self.seed = seed
-        self.rng = np.random.default_rng(seed)
+        super().__init__(error_rate=error_rate, error_kinds=error_kinds, seed=seed)
         self._env: ToolEnv | None = None
         self._turns: list[list[ToolCall]] = []
         self._answers: list[str] = []
-        self.injected: str | None = None
 
-    def reset(self, env: Any, observation: str, info: Mapping[str, Any]) -> None:
+    def plan_episode(self, env: Any, observation: str, info: Mapping[str, Any]) -> None:
         tool_env = env.unwrapped
         if not isinstance(tool_env, ToolEnv):
             raise TypeError(f"ToolEnvExpert needs a ToolEnv, got {type(tool_env).__name__}")
         task: ToolTask = tool_env.task
         if task.ground_truth is None:
             raise ValueError(f"Task {task.id!r} has no ground_truth; the expert cannot act.")
-        turns = [list(calls) for calls in task.ground_truth]
-        self.injected = None
-        # Error draws depend on (seed, episode seed): a fresh expert per episode (as the
-        # collector makes) still injects errors at the configured rate, reproducibly.
-        self.rng = np.random.default_rng(
-            [self.seed & 0xFFFFFFFF, int(info.get("episode_seed") or 0)]
-        )
-        if self.error_kinds and self.rng.random() < self.error_rate:
-            self.injected = self._inject(turns)
         self._env = tool_env
-        self._turns = turns
-        self._answers = [str(a) for a in (task.answers or ("Done.",) * len(turns))]
+        self._turns = [list(calls) for calls in task.ground_truth]
+        self._answers = [str(a) for a in (task.answers or ("Done.",) * len(self._turns))]
+
+    def inject_error(self) -> str | None:
+        return self._inject(self._turns)
 
     def act(self, observation: str, info: Mapping[str, Any]) -> str:
         """The next action, read off the environment's progress in the current turn.

@@ -22,7 +22,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from agentgym.core.policy import ScriptedPolicy, check_error_injection
+from agentgym.core.policy import ErrorInjectingExpert
 
 __all__ = ["CodeExecExpert", "inject_bug", "mutation_sites"]
 
@@ -86,8 +86,11 @@ def _answer(code: str, note: str) -> str:
     return f"{note}\n\n```python\n{code.rstrip()}\n```"
 
 
-class CodeExecExpert(ScriptedPolicy):
+class CodeExecExpert(ErrorInjectingExpert):
     """Answers with the reference solution; with ``error_rate``, a buggy one first.
+
+    The error draws (RNG seeded per episode) are :class:`ErrorInjectingExpert`'s; the one
+    kind of error is ``"bug"`` (see :func:`inject_bug`).
 
     Args:
         error_rate: Probability that an episode's first attempt has an injected bug.
@@ -95,17 +98,15 @@ class CodeExecExpert(ScriptedPolicy):
     """
 
     name: ClassVar[str] = "codeexec-expert"
+    ERROR_KINDS = ("bug",)
 
     def __init__(self, *, error_rate: float = 0.0, seed: int = 0) -> None:
-        check_error_injection(error_rate)
-        self.error_rate = error_rate
-        self.seed = seed
+        super().__init__(error_rate=error_rate, seed=seed)
         self._answers: list[str] = []
+        self._problem: Any = None
 
-    def reset(self, env: Any, observation: str, info: Mapping[str, Any]) -> None:
-        problem = env.unwrapped.task
-        episode_seed = int(info.get("episode_seed") or 0)
-        rng = np.random.default_rng([self.seed, episode_seed % (2**63)])
+    def plan_episode(self, env: Any, observation: str, info: Mapping[str, Any]) -> None:
+        problem = self._problem = env.unwrapped.task
         if problem.solution is None:
             # Nothing to imitate: an honest failure, so rollouts still run.
             self._answers = [
@@ -115,13 +116,16 @@ class CodeExecExpert(ScriptedPolicy):
                 )
             ]
             return
-        correct = _answer(problem.solution, "Here is my solution.")
-        if rng.random() < self.error_rate:
-            buggy = inject_bug(problem.solution, problem.entry_point, rng)
-            repaired = _answer(problem.solution, "I fixed the bug; here is the corrected solution.")
-            self._answers = [_answer(buggy, "Here is my solution."), repaired]
-        else:
-            self._answers = [correct]
+        self._answers = [_answer(problem.solution, "Here is my solution.")]
+
+    def inject_error(self) -> str | None:
+        problem = self._problem
+        if problem.solution is None:
+            return None
+        buggy = inject_bug(problem.solution, problem.entry_point, self.rng)
+        repaired = _answer(problem.solution, "I fixed the bug; here is the corrected solution.")
+        self._answers = [_answer(buggy, "Here is my solution."), repaired]
+        return "bug"
 
     def act(self, observation: str, info: Mapping[str, Any]) -> str:
         # Answers in order; the last one repeats if the episode goes on.

@@ -38,7 +38,7 @@ import numpy as np
 
 from agentgym.core.env import Evaluation, TextEnv, Transition
 from agentgym.core.parsing import ReActParser
-from agentgym.core.policy import ScriptedPolicy, check_error_injection
+from agentgym.core.policy import ErrorInjectingExpert
 from agentgym.core.registry import check_choice
 from agentgym.core.tasks import GeneratedTaskSet, TaskSet
 from agentgym.envs.travelplanner.database import TravelDatabase, get_database
@@ -410,43 +410,52 @@ class TravelPlannerEnv(TextEnv):
 # ------------------------------------------------------------------------ expert --
 
 
-class TravelPlannerExpert(ScriptedPolicy):
+class TravelPlannerExpert(ErrorInjectingExpert):
     """Scripted expert: searches for each leg and city, notes them, plans, writes the plan.
 
     With ``error_rate > 0`` a share of episodes get a plan with one injected error (drawn
-    from the episode's seed), giving failed expert trajectories and FAFT negatives.
+    from the episode's seed by :class:`ErrorInjectingExpert`), giving failed expert
+    trajectories and FAFT negatives.
     """
 
     name = "travelplanner-expert"
+    ERROR_KINDS = tuple(ERROR_KINDS)
 
     def __init__(
         self, error_rate: float = 0.0, error_kinds: Sequence[str] | None = None, seed: int = 0
     ) -> None:
-        kinds = ERROR_KINDS if error_kinds is None else error_kinds
-        self.error_kinds = list(check_error_injection(error_rate, kinds, ERROR_KINDS))
-        self.error_rate = error_rate
-        self.seed = seed
+        super().__init__(error_rate=error_rate, error_kinds=error_kinds, seed=seed)
         self._env: TravelPlannerEnv | None = None
+        self._plan: Plan = []
         self._script: list[str] = []
         self._plan_text = "[]"
-        self.injected: str | None = None
 
-    def reset(self, env: Any, observation: str, info: Mapping[str, Any]) -> None:
+    def plan_episode(self, env: Any, observation: str, info: Mapping[str, Any]) -> None:
         unwrapped: TravelPlannerEnv = env.unwrapped
         self._env = unwrapped
         query: TravelQuery = unwrapped.task
-        plan = query.annotated_plan or _expert_plan(query, unwrapped.database) or []
-        self.injected = None
-        rng = np.random.default_rng((self.seed, (unwrapped.episode_seed or 0) % 2**63))
-        if plan and self.error_kinds and rng.random() < self.error_rate:
-            for position in rng.permutation(len(self.error_kinds)):
-                kind = self.error_kinds[int(position)]
-                broken = inject_error(plan, kind, query, unwrapped.database, rng)
-                if broken is not None:
-                    plan, self.injected = broken, kind
-                    break
+        self._write(query.annotated_plan or _expert_plan(query, unwrapped.database) or [])
+
+    def inject_error(self) -> str | None:
+        assert self._env is not None
+        query: TravelQuery = self._env.task
+        if not self._plan:
+            return None
+        for position in self.rng.permutation(len(self.error_kinds)):
+            kind = self.error_kinds[int(position)]
+            # The planner module's inject_error (a function), not this method.
+            broken = inject_error(self._plan, kind, query, self._env.database, self.rng)
+            if broken is not None:
+                self._write(broken)
+                return kind
+        return None
+
+    def _write(self, plan: Plan) -> None:
+        """Use ``plan``: its text, and the searches that find what it contains."""
+        assert self._env is not None
+        self._plan = plan
         self._plan_text = format_plan(plan)
-        self._script = _search_script(query, plan, unwrapped.database)
+        self._script = _search_script(self._env.task, plan, self._env.database)
 
     def act(self, observation: str, info: Mapping[str, Any]) -> str:
         if self._env is None or self._env._phase == "plan" or not self._script:

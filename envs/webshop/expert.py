@@ -41,9 +41,7 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import numpy as np
-
-from agentgym.core.policy import ScriptedPolicy, check_error_injection
+from agentgym.core.policy import ErrorInjectingExpert
 from agentgym.envs.webshop.catalog import Product
 from agentgym.envs.webshop.goals import Goal
 from agentgym.envs.webshop.pages import BACK_TO_SEARCH, BUY_NOW, NEXT_PAGE, PREV_PAGE
@@ -89,8 +87,10 @@ def instruction_query(goal: Goal) -> str:
     return " ".join(_OPTION_NAME.sub(" ", text).split())
 
 
-class WebShopExpert(ScriptedPolicy):
+class WebShopExpert(ErrorInjectingExpert):
     """Scripted WebShop expert with configurable failure injection.
+
+    The error draws (RNG seeded per episode) are :class:`ErrorInjectingExpert`'s.
 
     Args:
         error_rate: Probability that an episode gets one injected error.
@@ -112,11 +112,8 @@ class WebShopExpert(ScriptedPolicy):
     ) -> None:
         if max_result_pages < 1:
             raise ValueError(f"max_result_pages must be >= 1, got {max_result_pages}")
-        self.error_rate = error_rate
-        self.error_kinds = check_error_injection(error_rate, error_kinds, self.ERROR_KINDS)
-        self.seed = seed
+        super().__init__(error_rate=error_rate, error_kinds=error_kinds, seed=seed)
         self.max_result_pages = max_result_pages
-        self.injected: str | None = None
         self._env: Any = None
         self._queries: list[str] = []
         self._searched: list[str] = []
@@ -124,25 +121,32 @@ class WebShopExpert(ScriptedPolicy):
         self._committed: int | None = None
         self._scores: dict[int, float] = {}
 
-    def reset(self, env: Any, observation: str, info: Mapping[str, Any]) -> None:
+    def plan_episode(self, env: Any, observation: str, info: Mapping[str, Any]) -> None:
         self._env = env.unwrapped
-        goal: Goal = self._env.goal
-        rng = np.random.default_rng([self.seed & 0xFFFFFFFF, int(info.get("episode_seed") or 0)])
-        self.injected = None
         self._skipped_option = None
-        kinds = [k for k in self.error_kinds if k != "missed_option" or goal.goal_options]
-        if kinds and rng.random() < self.error_rate:
-            self.injected = kinds[int(rng.integers(len(kinds)))]
-            if self.injected == "missed_option":
-                self._skipped_option = int(rng.integers(len(goal.goal_options)))
-        queries = [instruction_query(goal), goal.name]
-        if self.injected == "bad_query":
-            queries.insert(0, " ".join(goal.attributes) or "best seller")
-        # As the environment will see them: lower-case, single spaces, no brackets.
-        self._queries = [" ".join(re.sub(r"[\[\]]", " ", q).lower().split()) for q in queries]
+        self._set_queries()
         self._searched = []
         self._committed = None
         self._scores = {}
+
+    def inject_error(self) -> str | None:
+        goal: Goal = self._env.goal
+        kinds = [k for k in self.error_kinds if k != "missed_option" or goal.goal_options]
+        if not kinds:
+            return None
+        injected = kinds[int(self.rng.integers(len(kinds)))]
+        if injected == "missed_option":
+            self._skipped_option = int(self.rng.integers(len(goal.goal_options)))
+        self._set_queries(bad_query=injected == "bad_query")
+        return injected
+
+    def _set_queries(self, *, bad_query: bool = False) -> None:
+        goal: Goal = self._env.goal
+        queries = [instruction_query(goal), goal.name]
+        if bad_query:
+            queries.insert(0, " ".join(goal.attributes) or "best seller")
+        # As the environment will see them: lower-case, single spaces, no brackets.
+        self._queries = [" ".join(re.sub(r"[\[\]]", " ", q).lower().split()) for q in queries]
 
     def act(self, observation: str, info: Mapping[str, Any]) -> str:
         env = self._env
