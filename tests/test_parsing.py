@@ -1072,3 +1072,57 @@ def test_instructions_example_parses(parser: ToolCallParser) -> None:
     # Compare the call itself: the instructions add a thought, which a strict parser requires.
     assert example.split("</think>")[-1].strip() in parser.instructions([WEATHER_TOOL])
     assert [call.name for call in parser.parse(example).tool_calls] == ["get_weather"]
+
+
+class TestPythonPositionalArguments:
+    """Positional arguments bind to parameters in signature order (BFCL writes sort('x'))."""
+
+    parser = PythonCallParser(
+        parameter_order={"sort": ("file_name",), "mv": ("source", "destination"), "pwd": ()}
+    )
+
+    @pytest.mark.parametrize(
+        ("text", "expected"),
+        [
+            ("[sort('final_report.pdf')]", {"file_name": "final_report.pdf"}),
+            ("[mv('a.txt', 'temp')]", {"source": "a.txt", "destination": "temp"}),
+            ("[mv('a.txt', destination='temp')]", {"source": "a.txt", "destination": "temp"}),
+            (
+                "[mv(destination='temp', source='a.txt')]",
+                {"destination": "temp", "source": "a.txt"},
+            ),
+            ("[mv('a.txt')]", {"source": "a.txt"}),  # a missing one is the tool's to report
+        ],
+    )
+    def test_bound_in_signature_order(self, text: str, expected: dict[str, Any]) -> None:
+        action = self.parser.parse(text)
+        assert action.error is None, action.error
+        assert action.tool_calls[0].arguments == expected
+
+    @pytest.mark.parametrize(
+        ("text", "phrases"),
+        [
+            (
+                "[mv('a', 'b', 'c')]",
+                ["3 positional arguments", "mv takes at most 2", "mv(source, destination)"],
+            ),
+            ("[pwd('here')]", ["1 positional arguments", "pwd takes at most 0", "pwd()"]),
+            ("[mv('a', source='b')]", ["gives 'source' both by position and by name"]),
+            ("[mv(*files)]", ["positional arguments: use keyword arguments"]),
+            ("[mv(x, 'b')]", ["Argument 'source'", "not a literal"]),
+            # An unknown function's parameters are unknown: ask for names instead.
+            ("[teleport('x')]", ["positional arguments: use keyword arguments", "teleport("]),
+            ("[fs.sort('x')]", ["positional arguments: use keyword arguments"]),
+        ],
+    )
+    def test_errors_name_the_signature(self, text: str, phrases: list[str]) -> None:
+        assert_error(self.parser.parse(text), *phrases, *PYTHON_PHRASES)
+
+    def test_format_round_trip_and_settings_hash(self) -> None:
+        call = self.parser.parse("[mv('a.txt', 'temp')]").tool_calls[0]
+        assert self.parser.format_calls([call]) == "[mv(source='a.txt', destination='temp')]"
+        same = PythonCallParser(parameter_order={"pwd": [], "mv": ["source", "destination"],
+                                                 "sort": ["file_name"]})  # fmt: skip
+        # Caches keyed by parser settings (ToolUse's shared prompts) must see equal parsers.
+        assert hash(same.parameter_order) == hash(self.parser.parameter_order)
+        assert same.parameter_order == self.parser.parameter_order

@@ -39,7 +39,7 @@ import keyword
 import math
 import re
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -688,6 +688,14 @@ _PYTHON_MAX_CHARS = 100_000
 _JSON_SCALARS = (str, int, float, bool, type(None))
 
 
+class _ParameterOrder(dict[str, tuple[str, ...]]):
+    """Function name -> parameter names; hashable (never mutated after construction), so
+    parsers with equal settings compare and hash equal, as caches keyed by settings need."""
+
+    def __hash__(self) -> int:  # type: ignore[override]
+        return hash(frozenset(self.items()))
+
+
 class _NotJsonLike(Exception):
     """A literal with no JSON counterpart (set, bytes, complex, ...)."""
 
@@ -744,8 +752,15 @@ class PythonCallParser(ToolCallParser):
     """BFCL-style format: a Python list of calls, parsed with ``ast`` and never evaluated.
 
     A single bare call, dotted names and a surrounding markdown code fence are accepted;
-    arguments must be keyword arguments with literal values. Text that does not look like a
-    call attempt is a final message.
+    argument values must be literals. Text that does not look like a call attempt is a final
+    message.
+
+    Positional arguments need to know the function's parameters: give ``parameter_order``
+    (``{function name: parameter names in signature order}``, as the environment that owns
+    the functions knows them) and they are bound to those names in order, as Python would
+    call the function; too many of them, or a parameter given both by position and by
+    name, is an error that shows the signature. Without an entry for the function,
+    positional arguments are an error that asks for keyword arguments.
 
     >>> parser = PythonCallParser()
     >>> action = parser.parse("[math.add(a=1, b=-2), lookup(keys=('x', 'y'), strict=None)]")
@@ -757,9 +772,20 @@ class PythonCallParser(ToolCallParser):
     Call 1 (add) has positional arguments: use keyword arguments ...
     >>> parser.format_calls([ToolCall("add", {"a": 1, "b": [True, "x"]})])
     "[add(a=1, b=[True, 'x'])]"
+    >>> bound = PythonCallParser(parameter_order={"add": ("a", "b")})
+    >>> bound.parse("[add(1, b=2)]").tool_calls[0].arguments
+    {'a': 1, 'b': 2}
+    >>> print(bound.parse("[add(1, 2, 3)]").error)  # doctest: +ELLIPSIS
+    Call 1 (add) has 3 positional arguments, but add takes at most 2: add(a, b). ...
     """
 
     name: ClassVar[str] = "python"
+
+    def __init__(self, parameter_order: Mapping[str, Sequence[str]] | None = None) -> None:
+        self.parameter_order = _ParameterOrder(
+            (str(function), tuple(parameters))
+            for function, parameters in (parameter_order or {}).items()
+        )
 
     def parse(self, text: str) -> ParsedAction:
         thought: str | None = None
@@ -780,8 +806,7 @@ class PythonCallParser(ToolCallParser):
             )
         return ParsedAction(text, calls, thought=thought)
 
-    @staticmethod
-    def _parse_calls(source: str) -> tuple[ToolCall, ...]:
+    def _parse_calls(self, source: str) -> tuple[ToolCall, ...]:
         if len(source) > _PYTHON_MAX_CHARS:
             raise _ParseError(
                 f"The call list is too long ({len(source)} characters, at most "
@@ -806,12 +831,11 @@ class PythonCallParser(ToolCallParser):
         else:
             raise _ParseError(f"Expected a list of function calls, got {_snippet(source)}.")
         return tuple(
-            PythonCallParser._call_from_node(node, index, source)
+            self._call_from_node(node, index, source)
             for index, node in enumerate(call_nodes, start=1)
         )
 
-    @staticmethod
-    def _call_from_node(node: ast.expr, index: int, source: str) -> ToolCall:
+    def _call_from_node(self, node: ast.expr, index: int, source: str) -> ToolCall:
         segment = ast.get_source_segment(source, node) or ""
         if not isinstance(node, ast.Call):
             raise _ParseError(
@@ -823,29 +847,58 @@ class PythonCallParser(ToolCallParser):
                 f"Call {index} must call a function by name (like f or module.f): "
                 f"{_snippet(segment)}."
             )
-        if node.args:
-            raise _ParseError(
-                f"Call {index} ({name}) has positional arguments: use keyword arguments "
-                f"instead, e.g. {name}(param=value)."
-            )
         arguments: dict[str, Any] = {}
+        for parameter, value_node in self._bind_positional(node, name, index):
+            arguments[parameter] = self._literal(value_node, parameter, name, index, source)
         for argument in node.keywords:
             if argument.arg is None:
                 raise _ParseError(
                     f"Call {index} ({name}) uses **-unpacking: write each argument as param=value."
                 )
             if argument.arg in arguments:
+                if argument.arg in self.parameter_order.get(name, ())[: len(node.args)]:
+                    raise _ParseError(
+                        f"Call {index} ({name}) gives {argument.arg!r} both by position and by "
+                        f"name: {self._signature(name)}."
+                    )
                 raise _ParseError(f"Call {index} ({name}) repeats the argument {argument.arg!r}.")
-            try:
-                arguments[argument.arg] = _json_like(ast.literal_eval(argument.value))
-            except (ValueError, TypeError, SyntaxError, RecursionError, MemoryError, _NotJsonLike):
-                value_source = ast.get_source_segment(source, argument.value) or ""
-                raise _ParseError(
-                    f"Argument {argument.arg!r} of call {index} ({name}) is not a literal "
-                    f"value: {_snippet(value_source)}. Use only strings, numbers, True/False/None, "
-                    "and lists or dicts of those; no variables, expressions or function calls."
-                ) from None
+            arguments[argument.arg] = self._literal(
+                argument.value, argument.arg, name, index, source
+            )
         return ToolCall(name=name, arguments=arguments)
+
+    def _bind_positional(self, node: ast.Call, name: str, index: int) -> list[tuple[str, ast.expr]]:
+        """Pair positional argument nodes with parameter names, in signature order."""
+        if not node.args:
+            return []
+        parameters = self.parameter_order.get(name)
+        if parameters is None or any(isinstance(arg, ast.Starred) for arg in node.args):
+            raise _ParseError(
+                f"Call {index} ({name}) has positional arguments: use keyword arguments "
+                f"instead, e.g. {name}(param=value)."
+            )
+        if len(node.args) > len(parameters):
+            raise _ParseError(
+                f"Call {index} ({name}) has {len(node.args)} positional arguments, but {name} "
+                f"takes at most {len(parameters)}: {self._signature(name)}. Name the arguments, "
+                f"e.g. {name}(param=value)."
+            )
+        return list(zip(parameters, node.args, strict=False))
+
+    def _signature(self, name: str) -> str:
+        return f"{name}({', '.join(self.parameter_order.get(name, ()))})"
+
+    @staticmethod
+    def _literal(node: ast.expr, parameter: str, name: str, index: int, source: str) -> Any:
+        try:
+            return _json_like(ast.literal_eval(node))
+        except (ValueError, TypeError, SyntaxError, RecursionError, MemoryError, _NotJsonLike):
+            value_source = ast.get_source_segment(source, node) or ""
+            raise _ParseError(
+                f"Argument {parameter!r} of call {index} ({name}) is not a literal "
+                f"value: {_snippet(value_source)}. Use only strings, numbers, True/False/None, "
+                "and lists or dicts of those; no variables, expressions or function calls."
+            ) from None
 
     def format_calls(self, calls: Sequence[ToolCall], *, thought: str | None = None) -> str:
         rendered = []
