@@ -103,7 +103,7 @@ def test_checkpoint_is_merged_and_resumable(tmp_path: Path) -> None:
     fresh = apply_lora(_base(), LoRAConfig(enabled=True, rank=4, dropout=0.0))
     bench = Workbench.__new__(Workbench)
     bench.model = fresh
-    bench._load_weights(path)
+    bench.load_checkpoint(path)
     for key, value in merged_state_dict(fresh).items():
         torch.testing.assert_close(value, merged[key], atol=1e-6, rtol=0)
     run.close()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from agentgym.trainers.eef import EEFConfig
 from agentgym.trainers.faft import FAFTConfig
+from agentgym.trainers.grpo import GRPOConfig
 from agentgym.trainers.leti import LeTIConfig
 from agentgym.trainers.rft import RFTConfig, SFTRecipeConfig
 
@@ -19,6 +20,7 @@ TRAINERS: dict[str, tuple[type, str]] = {
     "eef": (EEFConfig, "agentgym.trainers.eef:eef_recipe"),
     "faft": (FAFTConfig, "agentgym.trainers.faft:faft_recipe"),
     "leti": (LeTIConfig, "agentgym.trainers.leti:leti_recipe"),
+    "grpo": (GRPOConfig, "agentgym.trainers.grpo:grpo_recipe"),
 }
 
 __all__ = ["TRAINERS"]

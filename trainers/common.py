@@ -67,6 +67,9 @@ class Workbench:
         seed: Seeds task choice and episode seeds.
         base_model_path: The base model's checkpoint (fine-tuning "from the base model"
             reloads it; a LoRA model resets its adapters instead).
+        sync_tolerance: After every weight sync, the engine's log-probs on a probe must match
+            the trainer's within this (:func:`~agentgym.trainers.sync.verify_weight_sync`);
+            ``None`` skips the check.
     """
 
     run: RunDir
@@ -87,7 +90,8 @@ class Workbench:
     progress: bool = True
     seed: int = 0
     base_model_path: str | None = None
-    _collectors: dict[tuple[str, bool], RolloutCollector] = field(default_factory=dict)
+    sync_tolerance: float | None = 1e-3
+    _collectors: dict[tuple[Any, ...], RolloutCollector] = field(default_factory=dict)
     # Which fine-tuning iteration the model's weights come from (0: the base model), so that
     # restore() reads a checkpoint from disk only when resuming, not after every phase.
     _weights_iteration: int = 0
@@ -108,17 +112,22 @@ class Workbench:
 
     # ------------------------------------------------------------------ verbs --
 
-    def collector_for(self, split: str, *, expert: bool = False) -> RolloutCollector:
-        """The (cached) collector for ``"train"`` or ``"eval"`` episodes."""
-        return self._collector(split, expert)
+    def collector_for(
+        self, split: str, *, expert: bool = False, env_kwargs: Mapping[str, Any] | None = None
+    ) -> RolloutCollector:
+        """The (cached) collector for ``"train"`` or ``"eval"`` episodes.
 
-    def _collector(self, split: str, expert: bool) -> RolloutCollector:
-        key = (split, expert)
+        ``env_kwargs`` replaces the split's environment arguments (a curriculum stage, an
+        out-of-distribution evaluation); each distinct set gets its own cached collector.
+        """
+        if env_kwargs is None:
+            env_kwargs = self.eval_env_kwargs if split == "eval" else self.train_env_kwargs
+        key = (split, expert, repr(sorted(env_kwargs.items())))
         if key not in self._collectors:
             self._collectors[key] = RolloutCollector(
                 self.env_id,
                 engine=None if expert else self.engine,
-                env_kwargs=self.eval_env_kwargs if split == "eval" else self.train_env_kwargs,
+                env_kwargs=dict(env_kwargs),
                 sampling=self.eval_sampling if split == "eval" else self.sampling,
                 num_envs=self.num_envs,
                 max_turns=self.max_turns,
@@ -135,9 +144,14 @@ class Workbench:
         iteration: int,
         expert: bool = False,
         split: str = "train",
+        env_kwargs: Mapping[str, Any] | None = None,
+        namespace: str | None = None,
     ) -> list[Trajectory]:
-        """Episodes for ``specs`` (resumable: stored ones are not run again)."""
-        collector = self._collector(split, expert)
+        """Episodes for ``specs`` (resumable: stored ones are not run again).
+
+        Metrics go to ``<namespace>/...`` (default: ``expert``, ``eval`` or ``rollout``).
+        """
+        collector = self.collector_for(split, expert=expert, env_kwargs=env_kwargs)
         trajectories = collector.run(
             specs,
             store=self.run.store(store_name),
@@ -146,7 +160,8 @@ class Workbench:
             desc=store_name,
         )
         summary = summarize(trajectories)
-        namespace = "expert" if expert else ("eval" if split == "eval" else "rollout")
+        if namespace is None:
+            namespace = "expert" if expert else ("eval" if split == "eval" else "rollout")
         self.run.log(
             {
                 f"{namespace}/success_rate": summary["success_rate"],
@@ -157,23 +172,43 @@ class Workbench:
         )
         return trajectories
 
-    def evaluate(self, iteration: int, label: str) -> dict[str, Any]:
-        """Held-out evaluation after ``iteration`` (the first ``eval_episodes`` tasks)."""
+    def evaluate(
+        self,
+        iteration: int,
+        label: str,
+        *,
+        name: str = "eval",
+        env_kwargs: Mapping[str, Any] | None = None,
+        split: str = "eval",
+        episodes: int | None = None,
+        first_task: int = 0,
+    ) -> dict[str, Any]:
+        """Held-out evaluation after ``iteration`` (tasks ``first_task`` to ``+ eval_episodes``).
+
+        ``name`` names the ledger phase, the store (``<name>-<iteration>``) and the metrics
+        namespace, so one run can hold several evaluations per iteration (held-out,
+        out-of-distribution, a curriculum's validation set on training tasks).
+        """
 
         def work() -> dict[str, Any]:
-            tasks = self.collector_for("eval").envs[0].unwrapped.tasks
-            count = min(self.eval_episodes, len(tasks))
+            collector = self.collector_for(split, env_kwargs=env_kwargs)
+            tasks = collector.envs[0].unwrapped.tasks
+            stop = min(first_task + (episodes or self.eval_episodes), len(tasks))
             specs = [
                 EpisodeSpec(
-                    f"eval-{iteration}-{tasks.id_at(i)}", task_id=tasks.id_at(i), seed=self.seed + i
+                    f"{name}-{iteration}-{tasks.id_at(i)}", task_id=tasks.id_at(i),
+                    seed=self.seed + i,
                 )
-                for i in range(count)
-            ]
-            trajectories = self.collect(f"eval-{iteration}", specs, iteration=iteration,
-                                        split="eval")  # fmt: skip
+                for i in range(first_task, stop)
+            ]  # fmt: skip
+            trajectories = self.collect(f"{name}-{iteration}", specs, iteration=iteration,
+                                        split=split, env_kwargs=env_kwargs,
+                                        namespace=name)  # fmt: skip
             summary = summarize(trajectories)
             low, high = summary["success_ci95"]
-            self.run.log({"eval/success_ci_low": low, "eval/success_ci_high": high}, step=iteration)
+            self.run.log(
+                {f"{name}/success_ci_low": low, f"{name}/success_ci_high": high}, step=iteration
+            )
             return {
                 "stage": label,
                 "iteration": iteration,
@@ -185,7 +220,20 @@ class Workbench:
                 "groups": summary["groups"],
             }
 
-        return self.phase("eval", iteration, work)
+        return self.phase(name, iteration, work)
+
+    def sync_engine(self, step: int) -> dict[str, float]:
+        """Send the model's weights to the engine and verify it serves them (see ``sync``)."""
+        self.engine.update_weights(self.model)
+        if self.sync_tolerance is None:
+            return {}
+        from agentgym.trainers.sync import verify_weight_sync
+
+        check = verify_weight_sync(
+            self.engine, self.model, self.tokenizer, tolerance=self.sync_tolerance
+        )
+        self.run.log({"sync/max_abs_logprob_diff": check["max_abs_diff"]}, step=step)
+        return check
 
     def finetune(
         self, iteration: int, trajectories: Sequence[Trajectory], *, from_base: bool = False
@@ -224,7 +272,7 @@ class Workbench:
             config = phase_sft_config(self.sft, iteration)
             history = train_sft(self.model, examples, config, pad_token_id=pad, on_step=on_step)
             self.run.save_checkpoint(f"iter-{iteration}", self.model, self.tokenizer)
-            self.engine.update_weights(self.model)
+            self.sync_engine(iteration)
             self._weights_iteration = iteration
             return {
                 "examples": len(examples),
@@ -250,15 +298,15 @@ class Workbench:
             if path is not None and k == self._weights_iteration:
                 return
             if path is not None:
-                self._load_weights(path)
-                self.engine.update_weights(self.model)
+                self.load_checkpoint(path)
+                self.sync_engine(k)
                 self._weights_iteration = k
                 return
         if iteration == 0 and self._weights_iteration != 0:
             self._reset_to_base()
-            self.engine.update_weights(self.model)
+            self.sync_engine(0)
 
-    def _load_weights(self, path: Any) -> None:
+    def load_checkpoint(self, path: Any) -> None:
         """Load a checkpoint of this run: the adapters of a LoRA model, else every weight."""
         if is_lora(self.model):
             from peft import set_peft_model_state_dict

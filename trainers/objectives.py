@@ -116,9 +116,10 @@ def sampling_logprobs(
     if not entropy:
         return picked, None
     probs = log_probs.exp()
-    # 0 * -inf is nan: positions outside the nucleus contribute nothing.
-    plogp = torch.where(probs > 0, probs * log_probs, torch.zeros_like(probs))
-    return picked, -plogp.sum(dim=-1)
+    # Tokens outside the nucleus have p = 0 and log p = -inf: they contribute nothing, and
+    # the -inf must not enter a product (0 * -inf is nan, in the value or the gradient).
+    finite_log = torch.where(torch.isfinite(log_probs), log_probs, torch.zeros_like(log_probs))
+    return picked, -(probs * finite_log).sum(dim=-1)
 
 
 @dataclass
@@ -379,10 +380,12 @@ class PolicyGradientObjective:
             # k1 estimate of KL(behaviour || policy): how far the update has moved.
             metrics["approx_kl"] = float((-log_ratio[finite]).mean()) if finite.any() else 0.0
         if self.kl_coef > 0:
-            kl = k3_kl(stats.logprobs, values["reference_logprobs"])
-            # A token outside the current nucleus (logp = -inf) has no finite KL estimate;
-            # it already gets no gradient through the ratio.
-            kl = torch.where(torch.isfinite(kl), kl, torch.zeros_like(kl))
+            reference = values["reference_logprobs"]
+            # A token outside the current nucleus (logp = -inf) has no finite KL estimate; it
+            # counts as agreeing with the reference. (Masking the estimate afterwards would
+            # still send exp(inf) * 0 = nan into the gradient.)
+            inside = torch.isfinite(stats.logprobs)
+            kl = k3_kl(torch.where(inside, stats.logprobs, reference), reference)
             losses = losses + self.kl_coef * kl
             metrics["kl"] = float(kl.detach().mean())
         if self.entropy_coef > 0:

@@ -100,6 +100,8 @@ RESUMABLE_KEYS: frozenset[str] = frozenset(
 CHECKPOINT_MARKER = "agentgym_checkpoint.json"
 #: Sub-folder of a LoRA run's checkpoint holding the adapters alone (peft format).
 ADAPTER_FOLDER = "adapter"
+#: Optimizer, schedule and counters saved with a checkpoint (torch.save format).
+TRAINER_STATE_FILE = "trainer_state.pt"
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+=-]*$")
 _OLD_CHECKPOINT = re.compile(r"^\.old-(.+)-[0-9a-f]{8}$")
@@ -842,12 +844,15 @@ class RunDir:
         tokenizer: Any = None,
         *,
         metadata: Mapping[str, Any] | None = None,
+        trainer_state: Mapping[str, Any] | None = None,
     ) -> Path:
         """Save a Hugging Face checkpoint to ``checkpoints/<name>`` atomically; its path.
 
         PEFT (LoRA) models are saved merged (``merge_and_unload`` on a copy) so inference
         engines load them as plain models, with the adapters alone in ``adapter/`` for
-        resuming. An existing checkpoint of that name is replaced.
+        resuming. ``trainer_state`` (optimizer, schedule, counters: anything ``torch.save``
+        takes) is saved in the same atomic publish, so weights and optimizer never disagree
+        after a crash. An existing checkpoint of that name is replaced.
         """
         self._check_writable()
         _check_name("checkpoint", name)
@@ -861,6 +866,10 @@ class RunDir:
                 getattr(model, "_orig_mod", model).save_pretrained(temporary / ADAPTER_FOLDER)
             if tokenizer is not None:
                 tokenizer.save_pretrained(temporary)
+            if trainer_state is not None:
+                import torch
+
+                torch.save(dict(trainer_state), temporary / TRAINER_STATE_FILE)
             marker = {
                 "name": name,
                 "time": time.time(),
@@ -890,6 +899,25 @@ class RunDir:
         _check_name("checkpoint", name)
         path = self._checkpoints / name
         return path if (path / CHECKPOINT_MARKER).is_file() else None
+
+    def trainer_state(self, name: str) -> dict[str, Any] | None:
+        """The ``trainer_state`` saved with checkpoint ``name`` (None if it has none)."""
+        path = self.checkpoint(name)
+        if path is None or not (path / TRAINER_STATE_FILE).is_file():
+            return None
+        import torch
+
+        return torch.load(path / TRAINER_STATE_FILE, map_location="cpu", weights_only=False)
+
+    def remove_checkpoint(self, name: str) -> None:
+        """Delete checkpoint ``name`` (its marker first, so a crash leaves no half checkpoint)."""
+        self._check_writable()
+        path = self.checkpoint(name)
+        if path is None:
+            return
+        (path / CHECKPOINT_MARKER).unlink()
+        _fsync_dir(path)
+        shutil.rmtree(path, ignore_errors=True)
 
     def latest_checkpoint(self, prefix: str = "") -> Path | None:
         """The most recently saved complete checkpoint whose name starts with ``prefix``."""

@@ -1,0 +1,74 @@
+"""A test environment whose reward varies even for a tiny random policy (``test/Graded-v0``).
+
+Policy-gradient tests need groups whose rewards differ; the shipped environments pay a
+random model nothing. Here each task names a set of characters, and each of the two turns
+scores the fraction of the action's characters that belong to it; ``progress`` after a turn
+is the mean score so far over both turns, and the final reward (paid at the last step) is
+the mean of the two scores. The expert answers with the task's characters (reward 1).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from agentgym.core.env import Evaluation, TextEnv, Transition
+from agentgym.core.policy import ScriptedPolicy
+from agentgym.core.registry import register_env
+from agentgym.core.tasks import TaskSet
+
+ENV_ID = "test/Graded-v0"
+TURNS = 2
+ALPHABETS = ("aeiou", "0123456789", "xyz", "lmnop")
+
+
+def _score(action: str, alphabet: str) -> float:
+    text = action.strip()
+    return sum(c in alphabet for c in text) / len(text) if text else 0.0
+
+
+class GradedEnv(TextEnv):
+    """Two turns; each turn pays the share of the action's characters in the task's set."""
+
+    def __init__(self, *, split: str = "train", num_tasks: int = 32, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        offset = 0 if split == "train" else 1000
+        tasks = [(f"{split}-{i}", ALPHABETS[(i + offset) % len(ALPHABETS)])
+                 for i in range(num_tasks)]  # fmt: skip
+        self.tasks = TaskSet.from_list(tasks, id_of=lambda task: task[0])
+        self._scores: list[float] = []
+
+    def _start(self, task: Any) -> tuple[str, dict[str, Any]]:
+        self._scores = []
+        prompt = f"Write only characters from '{task[1]}'."
+        return prompt, {"system_prompt": "Answer briefly.", "tools": []}
+
+    def _act(self, action: str) -> Transition:
+        self._scores.append(_score(action, self.task[1]))
+        progress = sum(self._scores) / TURNS
+        if len(self._scores) < TURNS:
+            return Transition("Again.", progress=progress, feedback=f"score {self._scores[-1]:.2f}")
+        evaluation = self.evaluate()
+        return Transition(
+            "Done.", reward=evaluation.reward, terminated=True, progress=progress,
+            evaluation=evaluation,
+        )  # fmt: skip
+
+    def evaluate(self) -> Evaluation:
+        reward = sum(self._scores) / TURNS
+        return Evaluation(success=reward >= 0.99, reward=reward, progress=reward)
+
+    def make_expert(self, **kwargs: Any) -> ScriptedPolicy:
+        return _Expert()
+
+
+class _Expert(ScriptedPolicy):
+    def act(self, observation: str, info: Mapping[str, Any]) -> str:
+        return self.env.unwrapped.task[1]
+
+    def reset(self, env: Any, observation: str, info: Mapping[str, Any]) -> None:
+        self.env = env
+
+
+register_env(ENV_ID, f"{__name__}:GradedEnv", description="test env with graded rewards",
+             max_episode_steps=TURNS, kwargs={})  # fmt: skip
