@@ -588,7 +588,11 @@ _FRAGMENTS = ["search[", "click[", "]", "[", "next >", "< prev", "back to search
     )
 )
 def test_fuzzed_actions_never_raise_and_invalid_ones_change_nothing(actions: list[str]) -> None:
-    env = small_env()
+    for observation_format in ("agentgym", "official"):
+        _fuzz(small_env(observation_format=observation_format), actions)
+
+
+def _fuzz(env: gym.Env, actions: list[str]) -> None:
     env.reset(seed=0)
     for action in actions:
         if action.startswith("click[#"):  # a real clickable of the current page
@@ -605,3 +609,73 @@ def test_fuzzed_actions_never_raise_and_invalid_ones_change_nothing(actions: lis
             assert env.unwrapped.session.snapshot() == before and reward == 0.0
         if terminated or truncated:
             env.reset()
+
+
+# ---------------------------------------------------------------- official format --
+
+
+def _official_episodes() -> list[dict]:
+    import json
+
+    return json.loads((FIXTURES / "official_episodes.json").read_text())["episodes"]
+
+
+@pytest.mark.parametrize("mode", ["text", "text_rich"])
+@pytest.mark.parametrize("episode", [0, 1])
+def test_official_format_replays_recorded_official_observations(episode: int, mode: str) -> None:
+    """Observations, clickables, rewards recorded from WebShop's own text environment."""
+    record = _official_episodes()[episode]
+    catalog = record["catalog"]
+    env = gym.make(ENV_ID, num_products=catalog["num_products"], catalog_seed=catalog["seed"],
+                   split=catalog["split"], goal_style=catalog["goal_style"], index_cache=False,
+                   observation_mode=mode, observation_format="official")  # fmt: skip
+    observation, info = env.reset(options={"task_index": catalog["task_index"]})
+    assert env.unwrapped.goal.id == record["goal_id"]
+    actions = [None, *record["actions"]]
+    for action, step in zip(actions, record["steps"][mode], strict=True):
+        expected_observation, clickables, has_search_bar, expected_reward, done = step
+        reward, terminated = 0.0, False
+        if action is not None:
+            observation, reward, terminated, _, info = env.step(action)
+        assert observation == expected_observation, action
+        assert info["available_actions"] == {
+            "has_search_bar": has_search_bar, "clickables": clickables}, action  # fmt: skip
+        assert (reward, terminated) == (expected_reward, done), action
+
+
+def test_official_format_action_handling() -> None:
+    env = small_env(observation_format="official")
+    observation, info = env.reset(seed=0)
+    assert info["available_actions"] == {"has_search_bar": True, "clickables": ["search"]}
+    # The strict parser: a thought before the action, a capitalised verb, "click [" and an
+    # empty argument are all invalid, and the page comes back unchanged with no message.
+    for action in ("Thought: shop.\nAction: search[hat]", "Search[hat]", "search []",
+                   "search[]", "click[search]", "click[buy now]"):  # fmt: skip
+        text, reward, _, _, info = env.step(action)
+        assert text == observation and reward == 0.0 and not info[InfoKeys.ACTION_VALID]
+        assert info[InfoKeys.FEEDBACK].startswith("Invalid action")
+    results, *_ = env.step("search[hair spray] thanks")  # text after the action is ignored
+    assert env.unwrapped.session.query == "hair spray"
+    assert "Next >" in results and "< Prev" not in results
+    target = env.unwrapped.buttons[-1].label
+    env.step(f"click[{target}]")
+    # Search works from an item page; "next >" is shown past the last results page.
+    _, _, _, _, info = env.step("search[zzzz qqqq]")
+    assert info["available_actions"]["clickables"] == ["back to search", "next >"]
+    text, _, _, _, info = env.step("click[next >]")
+    assert "Page 2 (Total results: 0)" in text and "< prev" in info["available_actions"][
+        "clickables"]  # fmt: skip
+
+
+def test_official_format_works_with_the_expert() -> None:
+    env = small_env(observation_format="official", observation_mode="text_rich")
+    for index in range(10):
+        observation, info = env.reset(options={"task_index": index})
+        expert = env.unwrapped.make_expert()
+        expert.reset(env, observation, info)
+        terminated = truncated = False
+        while not (terminated or truncated):
+            observation, reward, terminated, truncated, info = env.step(
+                expert.act(observation, info)
+            )
+        assert reward == 1.0 and "Your score (min 0.0, max 1.0)\n1.0\n" in observation

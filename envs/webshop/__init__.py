@@ -8,6 +8,8 @@ Parts, each usable on its own:
 * :mod:`~agentgym.envs.webshop.search`: BM25 search (``bm25s``), cached on disk;
 * :mod:`~agentgym.envs.webshop.reward`: WebShop's reward formula and its fuzzy matching;
 * :mod:`~agentgym.envs.webshop.pages`: the pages as text;
+* :mod:`~agentgym.envs.webshop.official`: WebShop's own text environment's pages, clickables
+  and action handling (``observation_format="official"``);
 * :mod:`~agentgym.envs.webshop.loaders`: reader of the original data files;
 * :mod:`~agentgym.envs.webshop.store`: the data shared by every environment copy;
 * :class:`WebShopEnv` and its expert :class:`WebShopExpert`.

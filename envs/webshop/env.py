@@ -24,13 +24,22 @@ from agentgym.core.env import Evaluation, TextEnv, Transition
 from agentgym.core.registry import check_choice
 from agentgym.envs.webshop.expert import WebShopExpert
 from agentgym.envs.webshop.goals import GOAL_STYLES, Goal
+from agentgym.envs.webshop.official import (
+    official_done_page,
+    official_kind,
+    parse_official_action,
+    render_official,
+)
 from agentgym.envs.webshop.pages import Button, Session, render
 from agentgym.envs.webshop.reward import RewardBreakdown, compute_reward
 from agentgym.envs.webshop.store import SPLITS, Shop, get_shop
 
-__all__ = ["OBSERVATION_MODES", "WebShopEnv", "parse_action"]
+__all__ = ["OBSERVATION_FORMATS", "OBSERVATION_MODES", "WebShopEnv", "parse_action"]
 
 OBSERVATION_MODES = ("text", "text_rich")
+#: ``agentgym``: this package's pages and lenient actions with explanatory errors;
+#: ``official``: WebShop's own text environment (see :mod:`~agentgym.envs.webshop.official`).
+OBSERVATION_FORMATS = ("agentgym", "official")
 
 SYSTEM_PROMPT = (
     "You are shopping on WebShop for the user. The page shows the instruction and what you "
@@ -42,6 +51,14 @@ SYSTEM_PROMPT = (
     "Search with the product type and its key features, open a matching product, click "
     "every option the instruction asks for, then click[buy now]. Buying ends the episode "
     "and is scored on how well the product matches the instruction (1.0 = perfect)."
+)
+OFFICIAL_SYSTEM_PROMPT = (
+    "You are shopping on WebShop for the user. Answer each turn with exactly one action: "
+    "search[keywords] (on any page) or click[button] with a clickable shown on the page "
+    "(a product id, an option value, next >, < prev, back to search, description, "
+    "features, reviews or buy now). Open a matching product, click every option the "
+    "instruction asks for, then click[buy now]; buying ends the episode and is scored on "
+    "how well the product matches the instruction (1.0 = perfect)."
 )
 
 _EXACT_ACTION = re.compile(r"^\s*(search|click)\s*\[(.*)\]\s*$", re.IGNORECASE | re.DOTALL)
@@ -88,7 +105,11 @@ class WebShopEnv(TextEnv):
 
     ## Observation Space
     Text: the page's visible strings joined by ``" [SEP] "`` (``observation_mode="text"``)
-    or with ``[button] ... [button_]`` markers (``"text_rich"``).
+    or with ``[button] ... [button_]`` markers (``"text_rich"``). With
+    ``observation_format="official"``, observations, clickables and action handling are
+    those of WebShop's own text environment (search on any page, ``Next >`` on every
+    results page, a strict action parser, invalid actions return the page unchanged with
+    no message); see :mod:`agentgym.envs.webshop.official`.
 
     ## Rewards
     Only ``click[buy now]`` is rewarded: WebShop's formula (attribute, option and price
@@ -109,6 +130,7 @@ class WebShopEnv(TextEnv):
     * ``goal_style``: ``"human"``, ``"template"`` or ``"mixed"``.
     * ``num_goals``: use only the first ``num_goals`` goals of the split.
     * ``observation_mode``: ``"text"`` or ``"text_rich"``.
+    * ``observation_format``: ``"agentgym"`` (default) or ``"official"``.
     * ``index_cache``: keep the search index in the disk cache (memory-mapped, shared by
       processes); ``False`` builds it in memory.
 
@@ -126,6 +148,7 @@ class WebShopEnv(TextEnv):
         goal_style: str = "mixed",
         num_goals: int | None = None,
         observation_mode: str = "text",
+        observation_format: str = "agentgym",
         index_cache: bool = True,
         max_observation_length: int = 8192,
         max_action_length: int = 2048,
@@ -134,6 +157,7 @@ class WebShopEnv(TextEnv):
         check_choice("split", split, list(SPLITS))
         check_choice("goal_style", goal_style, list(GOAL_STYLES))
         check_choice("observation_mode", observation_mode, list(OBSERVATION_MODES))
+        check_choice("observation_format", observation_format, list(OBSERVATION_FORMATS))
         if num_goals is not None and num_goals < 1:
             raise ValueError(f"num_goals must be >= 1 or None, got {num_goals}")
         super().__init__(
@@ -148,6 +172,7 @@ class WebShopEnv(TextEnv):
         self.tasks = self.shop.goals(split, goal_style, num_goals)
         self.split = split
         self.observation_mode = observation_mode
+        self.official = observation_format == "official"
         self.session = Session()
         self.task: Goal | None = None
         self._buttons: list[Button] = []
@@ -160,9 +185,12 @@ class WebShopEnv(TextEnv):
         self.session = Session()
         self._result = None
         self._refresh()
-        return self._page_text, {"system_prompt": SYSTEM_PROMPT, **self._page_info()}
+        prompt = OFFICIAL_SYSTEM_PROMPT if self.official else SYSTEM_PROMPT
+        return self._page_text, {"system_prompt": prompt, **self._page_info()}
 
     def _act(self, action: str) -> Transition:
+        if self.official:
+            return self._act_official(action)
         parsed = parse_action(action)
         if parsed is None:
             return self._reject(
@@ -183,6 +211,27 @@ class WebShopEnv(TextEnv):
         if button is None:
             return self._reject(self._unknown_button(argument))
         return self._click(button)
+
+    def _act_official(self, action: str) -> Transition:
+        """WebShop's own action handling: anything else leaves the page as it was."""
+        name, argument = parse_official_action(action)
+        if name == "search" and argument:
+            return self._search(argument)
+        if name == "click" and argument is not None and argument != "search":
+            button = next((b for b in self._buttons if b.label == argument), None)
+            if button is not None:
+                kind = official_kind(button, self.session.page)
+                argument = button.label if kind == "subpage" else button.argument
+                return self._click(Button(button.label, kind, argument))
+        # The reference answers an invalid action with the unchanged page and no message;
+        # the reason is still in info["feedback"].
+        reason = (
+            f"expected search[keywords] or click[clickable], got {_quote(action)}."
+            if name not in ("search", "click") or argument is None
+            else f"{_quote(argument)} is not a clickable of this page."
+        )
+        return Transition(observation=self._page_text, action_valid=False,
+                          feedback=f"Invalid action: {reason}", info=self._page_info())  # fmt: skip
 
     def make_expert(self, **kwargs: Any) -> WebShopExpert:
         """The scripted expert with optional failure injection (see :class:`WebShopExpert`)."""
@@ -209,7 +258,8 @@ class WebShopEnv(TextEnv):
         return list(self._buttons)
 
     def _refresh(self) -> None:
-        self._page_text, self._buttons = render(
+        draw = render_official if self.official else render
+        self._page_text, self._buttons = draw(
             self.session, self.shop.catalog, self.goal.instruction_text, self.observation_mode
         )
 
@@ -256,6 +306,7 @@ class WebShopEnv(TextEnv):
         session = self.session
         if button.kind == "back":
             session.page, session.product, session.selected = "search", None, {}
+            session.visited = set()
             return self._moved("Back to the search page.")
         if button.kind == "next":
             session.results_page += 1
@@ -270,10 +321,12 @@ class WebShopEnv(TextEnv):
             return self._moved(f"Back to the {session.page} page.")
         if button.kind == "product":
             session.page, session.product, session.selected = "item", int(button.argument), {}
+            session.visited.add(button.label.upper())
             return self._moved(f"Opened product {button.label}.")
         if button.kind == "option":
             name, value = button.argument  # type: ignore[misc]
             session.selected[name] = value
+            session.page = "item"
             return self._moved(f"Selected {name}: {value}.")
         if button.kind == "subpage":
             session.page = str(button.argument)
@@ -286,10 +339,15 @@ class WebShopEnv(TextEnv):
         result = compute_reward(product, self.session.selected, self.goal)
         self._result = result
         evaluation = _evaluation(result)
-        score = f"Your score (min 0.0, max 1.0): {result.reward:.4f}"
-        observation = " [SEP] ".join(
-            ("Thank you for shopping with us!", score, evaluation.feedback)
-        )
+        if self.official:
+            observation = official_done_page(
+                product.asin, self.session.selected, result.reward, self.observation_mode
+            )
+        else:
+            score = f"Your score (min 0.0, max 1.0): {result.reward:.4f}"
+            observation = " [SEP] ".join(
+                ("Thank you for shopping with us!", score, evaluation.feedback)
+            )
         return Transition(
             observation=observation,
             reward=result.reward,

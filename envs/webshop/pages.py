@@ -66,6 +66,8 @@ class Session:
         product: Index of the product being viewed.
         selected: Options selected on the item page, option name -> value.
         searches: How many searches were made in the episode.
+        visited: Product ids (upper-case) opened since the last ``back to search`` (the
+            official ``text_rich`` layout marks them clicked on results pages).
     """
 
     page: str = "search"
@@ -75,11 +77,13 @@ class Session:
     product: int | None = None
     selected: dict[str, str] = field(default_factory=dict)
     searches: int = 0
+    visited: set[str] = field(default_factory=set)
 
     def snapshot(self) -> tuple:
         """A hashable copy of the state (tests compare sessions with it)."""
         return (self.page, self.query, self.hits, self.results_page, self.product,
-                tuple(sorted(self.selected.items())), self.searches)  # fmt: skip
+                tuple(sorted(self.selected.items())), self.searches,
+                tuple(sorted(self.visited)))  # fmt: skip
 
 
 def _mark(label: str, mode: str, *, clicked: bool = False) -> str:
