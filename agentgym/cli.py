@@ -5,6 +5,7 @@ Commands::
     agentgym list-envs                      # registered environments, one line each
     agentgym rollout [hydra overrides...]   # collect episodes (configs/rollout.yaml)
     agentgym eval [hydra overrides...]      # held-out success with CIs (configs/eval.yaml)
+    agentgym view <run dir | .jsonl>        # browse a run in a local web viewer
 
 Config-driven commands are Hydra applications: every Hydra feature works after the command
 name (``key=value`` overrides, ``-m`` multirun, ``--cfg job`` to print the config, ``--help``).
@@ -26,6 +27,7 @@ commands:
   rollout     collect episodes with a policy (Hydra config: rollout)
   eval        held-out success rate and reward with confidence intervals (config: eval)
   serve       serve a model over an OpenAI-compatible API with vLLM (agentgym serve --help)
+  view        browse a run or trajectory store in a local web viewer (agentgym view --help)
 
 Run `agentgym <command> --help` for the command's config and options.
 """
@@ -98,11 +100,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         from agentgym.serve import main as serve_main
 
         return serve_main(rest)
+    if command == "view":
+        from agentgym.view.server import main as view_main
+
+        return view_main(rest)
     if command in _HYDRA_COMMANDS:
         return _run_hydra(command, rest)
     import difflib
 
-    valid = ["list-envs", "serve", *_HYDRA_COMMANDS]
+    valid = ["list-envs", "serve", "view", *_HYDRA_COMMANDS]
     close = difflib.get_close_matches(command, valid, n=1)
     hint = f" Did you mean '{close[0]}'?" if close else ""
     print(f"agentgym: unknown command '{command}'.{hint}\n\n{_USAGE}", file=sys.stderr)

@@ -33,7 +33,8 @@ _BLOCKS = re.compile(r"<(tool_call|tools|think|answer|tool_response)>(.*?)</\1>"
 @dataclass
 class Part:
     """A piece of a message: plain ``text``, a ``tool_call`` (JSON pretty-printed when it
-    parses), a ``tools`` list, a ``think`` block, an ``answer`` or a ``tool_response``."""
+    parses), a ``tools`` list, a ``think`` block, an ``answer``, a ``tool_response``, or a
+    ``tool_result`` (a tool message holding JSON, indented)."""
 
     kind: str
     text: str
@@ -66,10 +67,7 @@ def pretty_json(value: Any) -> str | None:
 
 def _tool_list(body: str) -> str:
     """A ``<tools>`` block: one JSON schema per line, each indented."""
-    shown = []
-    for line in body.strip().splitlines():
-        shown.append(pretty_json(line) or line)
-    return "\n".join(shown)
+    return "\n".join(pretty_json(line) or line for line in body.strip().splitlines())
 
 
 def segments(text: str) -> list[Part]:
@@ -162,6 +160,10 @@ def turns(
     replayed = trajectory.restart_step or 0
     for index, message in enumerate(trajectory.messages):
         turn = Turn(index, message, segments(message.content))
+        if message.role == "tool" and message.content.lstrip()[:1] in ("{", "["):
+            pretty = pretty_json(message.content)
+            if pretty is not None:  # a structured tool result: show it indented
+                turn.parts = [Part("tool_result", pretty, valid_json=True)]
         if message.tool_calls:
             turn.tool_calls_json = pretty_json(message.tool_calls)
         if message.role == "assistant":
@@ -181,13 +183,20 @@ def turns(
     return shown
 
 
-def tool_list(trajectory: Trajectory) -> str | None:
-    """The ``<tools>`` block of the system prompt, indented (collapsed on the page)."""
+def tool_list(trajectory: Trajectory) -> tuple[str, int] | None:
+    """The system prompt's ``<tools>`` block, indented, and how many tools it lists.
+
+    >>> prompt = 'Use tools.<tools>\\n{"name": "add"}\\n{"name": "mul"}\\n</tools>'
+    >>> tool_list(Trajectory("e", "t", messages=[Message("system", prompt)]))[1]
+    2
+    """
     for message in trajectory.messages:
-        if message.role == "system":
-            for part in segments(message.content):
-                if part.kind == "tools":
-                    return part.text
+        if message.role != "system":
+            continue
+        for match in _BLOCKS.finditer(message.content):
+            if match.group(1) == "tools":
+                count = sum(1 for line in match.group(2).splitlines() if line.strip())
+                return _tool_list(match.group(2)), count
     return None
 
 
