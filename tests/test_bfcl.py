@@ -31,8 +31,10 @@ ENV_ID = "agentgym/BFCL-MultiTurn-v0"
 
 @pytest.fixture(scope="module")
 def envs() -> dict[str, BFCLMultiTurnEnv]:
-    """One environment copy per parser, reused across tests (data is shared anyway)."""
-    return {parser: BFCLMultiTurnEnv(parser=parser) for parser in ("python", "hermes")}
+    """One environment copy per parser, and a strict one, reused across tests."""
+    copies = {parser: BFCLMultiTurnEnv(parser=parser) for parser in ("python", "hermes")}
+    copies["strict"] = BFCLMultiTurnEnv(strict=True)
+    return copies
 
 
 def _reset(env: BFCLMultiTurnEnv, task_id: str) -> tuple[str, dict]:
@@ -103,23 +105,37 @@ def test_malformed_call_is_an_error_and_changes_nothing(envs) -> None:
     assert "Could not parse the function calls" in observation
     assert info["action_valid"] is False and not terminated and reward == 0.0
     assert info["turn"] == 0 and _states(env) == before
-    observation, *_ = env.step("[cd('document')]")
-    assert "positional arguments" in observation
+    observation, *_ = env.step("[cd('document', 'extra')]")
+    assert "2 positional arguments, but cd takes at most 1: cd(folder)" in observation
+    assert _states(env) == before
 
 
 @pytest.mark.parametrize(
-    ("action", "kind", "message"),
+    ("mode", "action", "kind", "message"),
     [
-        ("[teleport(to='x')]", "unknown_function", "function 'teleport' is not available"),
-        ("[GorillaFileSystem.pwd()]", "unknown_function", "Did you mean 'pwd'?"),
         (
+            "python",
+            "[teleport(to='x')]",
+            "unknown_function",
+            "function 'teleport' is not available",
+        ),
+        ("python", "[GorillaFileSystem.pwd()]", "unknown_function", "Did you mean 'pwd'?"),
+        (
+            "python",
             "[cd(fodler='x')]",
             "invalid_arguments",
             "unknown argument 'fodler'. Did you mean 'folder'",
         ),
-        ("[cd(folder=3)]", "invalid_arguments", "'folder' must be a string, got integer 3"),
-        ("[mkdir()]", "invalid_arguments", "missing required argument 'dir_name'"),
+        ("python", "[mkdir()]", "invalid_arguments", "missing required argument 'dir_name'"),
+        # Types are checked only with strict=True (BFCL's executor passes values as given).
         (
+            "strict",
+            "[cd(folder=3)]",
+            "invalid_arguments",
+            "'folder' must be a string, got integer 3",
+        ),
+        (
+            "strict",
             "[tail(file_name='a.txt', lines='ten')]",
             "invalid_arguments",
             "'lines' must be an integer",
@@ -127,9 +143,9 @@ def test_malformed_call_is_an_error_and_changes_nothing(envs) -> None:
     ],
 )
 def test_invalid_calls_give_clear_errors_and_leave_state_unchanged(
-    envs, action: str, kind: str, message: str
+    envs, mode: str, action: str, kind: str, message: str
 ) -> None:
-    env = envs["python"]
+    env = envs[mode]
     _reset(env, "multi_turn_base_0")
     before = _states(env)
     observation, _, terminated, _, info = env.step(action)
@@ -154,8 +170,8 @@ def test_backend_exception_is_reported_like_bfcl(envs) -> None:
     assert _states(env) == before
 
 
-def test_backend_exception_rolls_back_partial_changes(envs, monkeypatch) -> None:
-    env = envs["python"]
+def test_backend_exception_rolls_back_partial_changes_in_strict_mode(envs, monkeypatch) -> None:
+    env = envs["strict"]
     _reset(env, "multi_turn_base_0")
     twitter = type(env.backends["TwitterAPI"])
     original = twitter.post_tweet
@@ -185,8 +201,8 @@ def test_several_calls_in_one_action_each_get_a_result(envs) -> None:
 # ---------------------------------------------------------------------------- miss_func --
 
 
-def test_withheld_function_is_refused_until_its_turn_reveals_it(envs) -> None:
-    env = envs["python"]
+def test_withheld_function_is_refused_until_its_turn_reveals_it_in_strict_mode(envs) -> None:
+    env = envs["strict"]
     observation, info = _reset(env, "multi_turn_miss_func_0")
     task = env.task
     assert task.revealed == {3: ("sort",)}

@@ -1,5 +1,8 @@
 """Reward modes of ``agentgym/ToolUse-v0`` (Environment Tuning's rewards).
 
+The formulas are :mod:`agentgym.core.rewards`'s (re-exported here); this module adds
+:func:`episode_reward`, which reads them off a :class:`~agentgym.ToolEpisode`.
+
 * ``binary``: 1.0 when every turn passes the checker, else 0.0 (BFCL accuracy).
 * ``progress``: the fraction of turns whose state and response checks both pass,
   ``R_P = (1/T) * sum_t state_ok_t * response_ok_t`` (a dense signal for RL).
@@ -21,6 +24,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+# The pure reward functions live in the core, shared with BFCL-MultiTurn-v0.
+from agentgym.core.rewards import REWARD_MODES, binary_reward, format_reward, progress_reward
 from agentgym.core.tool_env import ToolEpisode
 
 __all__ = [
@@ -30,31 +35,6 @@ __all__ = [
     "format_reward",
     "progress_reward",
 ]
-
-REWARD_MODES = ("binary", "progress", "format")
-
-
-def binary_reward(turns_passed: Sequence[bool], num_turns: int) -> float:
-    """1.0 when all ``num_turns`` turns were judged and passed."""
-    return float(len(turns_passed) == num_turns and all(turns_passed))
-
-
-def progress_reward(turns_passed: Sequence[bool], num_turns: int | None = None) -> float:
-    """Passed turns over all turns (turns never reached count as failed)."""
-    total = len(turns_passed) if num_turns is None else num_turns
-    return sum(map(bool, turns_passed)) / total if total else 0.0
-
-
-def format_reward(
-    *, num_actions: int, format_errors: int, correct_calls: int, erroneous_calls: int
-) -> float:
-    """``I_tool * (R_format + R_tool)`` (see the module docstring)."""
-    calls = correct_calls + erroneous_calls
-    if calls == 0 or num_actions == 0:
-        return 0.0
-    r_format = (num_actions - format_errors) / num_actions
-    r_tool = correct_calls / calls
-    return r_format + r_tool
 
 
 def episode_reward(
