@@ -5,6 +5,10 @@ random model nothing. Here each task names a set of characters, and each of the 
 scores the fraction of the action's characters that belong to it; ``progress`` after a turn
 is the mean score so far over both turns, and the final reward (paid at the last step) is
 the mean of the two scores. The expert answers with the task's characters (reward 1).
+
+``reward_mode`` and ``augment`` mirror ToolUse-v0's arguments so that curriculum trainers
+can be tested: ``binary`` pays 1 only for a perfect episode, ``progress`` (default) the mean
+score, ``format`` twice the mean score; ``augment`` adds a hint to the feedback.
 """
 
 from __future__ import annotations
@@ -30,8 +34,21 @@ def _score(action: str, alphabet: str) -> float:
 class GradedEnv(TextEnv):
     """Two turns; each turn pays the share of the action's characters in the task's set."""
 
-    def __init__(self, *, split: str = "train", num_tasks: int = 32, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *,
+        split: str = "train",
+        num_tasks: int = 32,
+        reward_mode: str = "progress",
+        augment: bool = False,
+        categories: list[str] | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
+        if reward_mode not in ("binary", "progress", "format"):
+            raise ValueError(f"reward_mode must be binary, progress or format; got {reward_mode!r}")
+        self.reward_mode, self.augment = reward_mode, augment
+        self.categories = list(categories or ["base"])
         offset = 0 if split == "train" else 1000
         tasks = [(f"{split}-{i}", ALPHABETS[(i + offset) % len(ALPHABETS)])
                  for i in range(num_tasks)]  # fmt: skip
@@ -47,7 +64,9 @@ class GradedEnv(TextEnv):
         self._scores.append(_score(action, self.task[1]))
         progress = sum(self._scores) / TURNS
         if len(self._scores) < TURNS:
-            return Transition("Again.", progress=progress, feedback=f"score {self._scores[-1]:.2f}")
+            hint = f" Hint: use only {self.task[1]!r}." if self.augment else ""
+            return Transition(f"Again.{hint}", progress=progress,
+                              feedback=f"score {self._scores[-1]:.2f}{hint}")  # fmt: skip
         evaluation = self.evaluate()
         return Transition(
             "Done.", reward=evaluation.reward, terminated=True, progress=progress,
@@ -55,8 +74,9 @@ class GradedEnv(TextEnv):
         )  # fmt: skip
 
     def evaluate(self) -> Evaluation:
-        reward = sum(self._scores) / TURNS
-        return Evaluation(success=reward >= 0.99, reward=reward, progress=reward)
+        mean = sum(self._scores) / TURNS
+        reward = {"binary": float(mean >= 0.99), "progress": mean, "format": 2 * mean}
+        return Evaluation(success=mean >= 0.99, reward=reward[self.reward_mode], progress=mean)
 
     def make_expert(self, **kwargs: Any) -> ScriptedPolicy:
         return _Expert()

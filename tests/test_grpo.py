@@ -159,3 +159,51 @@ def test_grpo_resumes_after_kill_without_lost_or_repeated_updates(tmp_path: Path
         examples, _ = build_examples(trajectories, estimator="episode", std_normalise=True,
                                      gamma=1.0, max_length=2048)  # fmt: skip
         assert updates[k]["data_digest"] == _data_digest(examples)
+
+
+ENVTUNE = [
+    "trainer=envtune", "trainer.iterations=4", "trainer.validation_tasks=2",
+    "trainer.eval_every=2",
+    "trainer.stages=[{name:syntax,reward_mode:format,augment:true,"
+    "advance_when:{min_evaluations:1,max_evaluations:1}},"
+    "{name:final,reward_mode:progress,augment:false,env_kwargs:{categories:[base,extra]},"
+    "advance_when:{min_evaluations:1,patience:1,max_evaluations:2}}]",
+]  # fmt: skip
+
+
+def test_envtune_walks_the_curriculum_and_resumes_in_the_same_stage(tmp_path: Path) -> None:
+    run_dir = tmp_path / "envtune"
+    command = _command(tmp_path, run_dir, *ENVTUNE)
+
+    def validated_once() -> bool:
+        return ("curriculum", 1) in _ledger(run_dir)
+
+    _kill_when(command, tmp_path, validated_once)
+    result = subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    ledger = _ledger(run_dir)
+    assert Counter(ledger) == Counter(set(ledger)), "a phase ran twice"
+    curriculum = _records(run_dir, "curriculum")
+    # syntax validated once then advanced; the final stage ends after at most two checks.
+    assert curriculum[1]["stage"] == "syntax" and curriculum[1]["advanced"]
+    assert all(curriculum[k]["stage"] == "final" for k in curriculum if k > 1)
+    assert sorted(curriculum) == [1, 2, 3]
+    assert curriculum[3]["state"]["index"] == 2  # finished: no fourth iteration
+    assert sorted(_records(run_dir, "update")) == [1, 2, 3]
+    # Stage environments: the syntax stage trained with hints and the format reward.
+    with TrajectoryStore(run_dir / "trajectories" / "rollout-1.jsonl", readonly=True) as store:
+        first = next(iter(store))
+    assert first.env_kwargs["reward_mode"] == "format" and first.env_kwargs["augment"] is True
+    with TrajectoryStore(run_dir / "trajectories" / "rollout-2.jsonl", readonly=True) as store:
+        second = next(iter(store))
+    assert second.env_kwargs["augment"] is False
+    assert second.env_kwargs["categories"] == ["base", "extra"]
+    # Validation uses training-split tasks after the training ones; held-out uses the test split.
+    with TrajectoryStore(run_dir / "trajectories" / "val-1.jsonl", readonly=True) as store:
+        assert {t.task_id for t in store} == {"train-4", "train-5"}
+    with TrajectoryStore(run_dir / "trajectories" / "eval-3.jsonl", readonly=True) as store:
+        assert all(t.task_id.startswith("test-") for t in store)
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert [row["stage"] for row in summary["rows"]][-2:] == [
+        "envtune iteration 2 (final)", "envtune iteration 3 (finished)",
+    ]  # fmt: skip

@@ -8,6 +8,7 @@ class and recipe (``"module:function"``, imported when used).
 from __future__ import annotations
 
 from agentgym.trainers.eef import EEFConfig
+from agentgym.trainers.envtune import EnvTuneConfig
 from agentgym.trainers.faft import FAFTConfig
 from agentgym.trainers.grpo import GRPOConfig
 from agentgym.trainers.leti import LeTIConfig
@@ -21,6 +22,7 @@ TRAINERS: dict[str, tuple[type, str]] = {
     "faft": (FAFTConfig, "agentgym.trainers.faft:faft_recipe"),
     "leti": (LeTIConfig, "agentgym.trainers.leti:leti_recipe"),
     "grpo": (GRPOConfig, "agentgym.trainers.grpo:grpo_recipe"),
+    "envtune": (EnvTuneConfig, "agentgym.trainers.envtune:envtune_recipe"),
 }
 
 __all__ = ["TRAINERS"]
