@@ -481,3 +481,304 @@ def test_missing_package_gives_the_install_command(monkeypatch) -> None:
         BFCLMultiTurnEnv()
     assert INSTALL_COMMAND in bfcl.__doc__
     assert ENV_ID in agentgym.list_envs()
+
+
+# ------------------------------------------------------------- official semantics --
+
+
+def test_positional_arguments_bind_as_bfcl_executor_binds_them(envs) -> None:
+    env = envs["python"]
+    _reset(env, "multi_turn_miss_func_0")
+    observation, *_ = env.step("[cd('document')]")
+    assert observation == '{"current_working_directory": "document"}'
+    # The Python signature's order, not the doc's (they differ for purchase_insurance).
+    parser = env.parser
+    call = parser.parse("[purchase_insurance('t', 'comprehensive', 'b1', 50.0, 'c1')]")
+    assert call.tool_calls[0].arguments == {
+        "access_token": "t",
+        "insurance_type": "comprehensive",
+        "booking_id": "b1",
+        "insurance_cost": 50.0,
+        "card_id": "c1",
+    }
+    # The ground truth itself is written positionally in places (sort('final_report.pdf')).
+    assert any("('" in s for turn in env.task.ground_truth_source for s in turn)
+
+
+def test_values_of_another_type_reach_the_backend_unless_strict(envs) -> None:
+    # BFCL's executor eval-s the call: a float where the doc declares an integer runs.
+    for mode, expected_kind in (("python", "ok"), ("strict", "invalid_arguments")):
+        env = envs[mode]
+        _reset(env, "multi_turn_base_0")
+        observation, *_ = env.step("[get_tweet(tweet_id=0.0)]")
+        assert env.call_log[-1][1].kind == expected_kind, observation
+    assert '"id": 0' in envs["python"].call_log[-1][1].content
+
+
+def test_withheld_function_runs_when_called_early_as_in_bfcl(envs) -> None:
+    env = envs["python"]
+    _reset(env, "multi_turn_miss_func_0")
+    observation, _, _, _, info = env.step(
+        "[cd(folder='document'), sort(file_name='final_report.pdf')]"
+    )
+    assert [r["kind"] for r in info["tool_results"]] == ["ok", "ok"]
+    assert "sorted_content" in observation
+    # ... but the function stays out of the list until its turn, as BFCL shows it.
+    assert "sort" not in [t["function"]["name"] for t in env.tool_schemas()]
+
+
+def test_backend_exception_keeps_partial_changes_as_in_bfcl(envs, monkeypatch) -> None:
+    env = envs["python"]
+    _reset(env, "multi_turn_base_0")
+    twitter = type(env.backends["TwitterAPI"])
+
+    def post_then_fail(self, *args, **kwargs):
+        self.tweets[999] = {"id": 999, "content": "half-done"}
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(twitter, "post_tweet", post_then_fail)
+    observation, *_ = env.step("[post_tweet(content='hello')]")
+    assert observation == "Error during execution: boom"
+    assert env.backends["TwitterAPI"].tweets[999]["content"] == "half-done"
+
+
+def test_float_precision_is_guarded_whatever_its_type(envs) -> None:
+    env = envs["python"]
+    _reset(env, _first_task(env, lambda t: "MathAPI" in t.involved_classes))
+    observation, *_ = env.step("[logarithm(value=10.0, base=2.0, precision=1e9)]")
+    assert "precision must be at most 1000" in observation
+
+
+# ------------------------------------------------------------------------ step limits --
+
+
+def _longest_turn_and_episode() -> tuple[tuple[int, str], tuple[int, str]]:
+    tasks = [t for c in CATEGORIES for t in bfcl.load_category(c)]
+    turn = max((len(calls), t.id) for t in tasks for calls in t.ground_truth)
+    # One call per step, then a reply: sum over turns of (calls + 1).
+    episode = max((sum(len(c) + 1 for c in t.ground_truth), t.id) for t in tasks)
+    return turn, episode
+
+
+def test_limits_let_every_entry_be_solved_one_call_per_step() -> None:
+    (turn_calls, turn_task), (episode_steps, episode_task) = _longest_turn_and_episode()
+    assert turn_calls == 34  # the issue's number, from the data
+    assert BFCLMultiTurnEnv().max_steps_per_turn >= turn_calls
+    registered = gym.spec(ENV_ID).max_episode_steps
+    assert registered >= episode_steps
+    for task_id in (turn_task, episode_task):
+        env = gym.make(ENV_ID)  # with the registered time limit
+        env.reset(options={"task_id": task_id})
+        task = env.unwrapped.task
+        terminated = truncated = False
+        for calls in task.ground_truth:
+            for call in calls:
+                *_, terminated, truncated, info = env.step(
+                    env.unwrapped.parser.format_calls([call])
+                )
+                assert not (terminated or truncated)
+            *_, terminated, truncated, info = env.step("Done.")
+        assert terminated and not truncated and info["success"] is True, task_id
+
+
+def test_every_step_info_has_progress(envs) -> None:
+    env = gym.make(ENV_ID, max_action_length=200)
+    _, info = env.reset(options={"task_id": "multi_turn_base_1"})
+    assert info["progress"] == 0.0
+    task = env.unwrapped.task
+    actions = [
+        "[ls(",  # parse error
+        "x" * 500,  # too long
+        "[teleport()]",  # unknown function
+        env.unwrapped.parser.format_calls(task.ground_truth[0]),
+        "Done.",
+    ]
+    for calls in task.ground_truth[1:]:
+        actions += [env.unwrapped.parser.format_calls(calls), "Done."] if calls else ["Done."]
+    seen = []
+    for action in actions:
+        *_, terminated, _, info = env.step(action)
+        assert isinstance(info["progress"], float), (action, info)
+        seen.append(info["progress"])
+    assert terminated and seen[-1] == 1.0 and seen[0] == 0.0
+    assert seen == sorted(seen)  # progress never goes down along a passing episode
+
+
+# --------------------------------------------------------------- selection of entries --
+
+
+def test_train_and_test_split_are_disjoint_halves_paired_by_scenario() -> None:
+    train = BFCLMultiTurnEnv(split="train").tasks
+    test = BFCLMultiTurnEnv(split="test").tasks
+    assert len(train) == len(test) == 400
+    assert set(train.ids).isdisjoint(test.ids)
+    assert set(train.ids) | set(test.ids) == set(BFCLMultiTurnEnv().tasks.ids)
+    for tasks in (train, test):
+        per_category = {
+            c: sum(tasks[i].category == c for i in range(len(tasks))) for c in CATEGORIES
+        }
+        assert per_category == dict.fromkeys(CATEGORIES, 100)
+        backends = {c for i in range(len(tasks)) for c in tasks[i].involved_classes}
+        assert backends == set(bfcl.BACKENDS)
+    # Entry i of every category is the same scenario: all in one split.
+    numbers = {i.rsplit("_", 1)[1] for i in train.ids}
+    assert all(i.rsplit("_", 1)[1] in numbers for i in train.ids)
+    assert not numbers & {i.rsplit("_", 1)[1] for i in test.ids}
+    assert train.ids[:3] == ("multi_turn_base_0", "multi_turn_base_2", "multi_turn_base_4")
+    assert BFCLMultiTurnEnv(split="train").tasks is train  # shared, not rebuilt
+    with pytest.raises(ValueError, match=r"split='tran' is not valid\. Did you mean 'train'"):
+        BFCLMultiTurnEnv(split="tran")
+
+
+def test_backend_filters_hold_a_backend_out() -> None:
+    held_out = BFCLMultiTurnEnv(backends=["TravelAPI"]).tasks
+    rest = BFCLMultiTurnEnv(exclude_backends="TravelAPI").tasks
+    assert len(held_out) == 200 and len(held_out) + len(rest) == 800
+    assert all("TravelAPI" in held_out[i].involved_classes for i in range(len(held_out)))
+    assert all("TravelAPI" not in rest[i].involved_classes for i in range(len(rest)))
+    both = BFCLMultiTurnEnv(
+        split="test",
+        categories="base",
+        backends="TravelAPI,MathAPI",
+        exclude_backends=["TwitterAPI"],
+    ).tasks
+    for i in range(len(both)):
+        classes = both[i].involved_classes
+        assert {"TravelAPI", "MathAPI"} & set(classes) and "TwitterAPI" not in classes
+        assert bfcl.split_of(both[i]) == "test"
+    with pytest.raises(
+        ValueError, match=r"backends='TravelApi' is not valid\. Did you mean 'TravelAPI'"
+    ):
+        BFCLMultiTurnEnv(backends=["TravelApi"])
+    with pytest.raises(ValueError, match=r"Did you mean 'GorillaFileSystem'"):
+        gym.make(ENV_ID, exclude_backends=["GorillaFilesystem"])
+    with pytest.raises(ValueError, match="No BFCL entry matches"):
+        BFCLMultiTurnEnv(backends=["MathAPI"], exclude_backends=["MathAPI"])
+    with pytest.raises(ValueError, match="backends must not be empty"):
+        BFCLMultiTurnEnv(backends=[])
+
+
+def test_num_tasks_keeps_the_first_entries() -> None:
+    env = BFCLMultiTurnEnv(split="train", num_tasks=5)
+    assert env.tasks.ids == BFCLMultiTurnEnv(split="train").tasks.ids[:5]
+    with pytest.raises(ValueError, match=r"num_tasks must be in \[1, 400\]"):
+        BFCLMultiTurnEnv(split="test", num_tasks=401)
+
+
+# ------------------------------------------------------------------------- rewards --
+
+
+def test_reward_modes(envs) -> None:
+    def play(reward_mode: str, fail_last_checked_turn: bool) -> tuple[float, dict]:
+        env = BFCLMultiTurnEnv(categories="miss_param", reward_mode=reward_mode)
+        _reset(env, "multi_turn_miss_param_0")
+        task = env.task
+        env.step("[cd(")  # one format error
+        env.step("[teleport()]")  # one erroneous call
+        for turn, calls in enumerate(task.ground_truth):
+            if calls and not (fail_last_checked_turn and turn == task.checked_turns[-1]):
+                env.step(env.parser.format_calls(calls))
+            *_, info = env.step("ok")
+        return env.evaluate().reward, info
+
+    env = envs["python"]
+    task = env.tasks[env.tasks.index_of("multi_turn_miss_param_0")]
+    checked = len(task.checked_turns)
+    assert play("binary", False)[0] == 1.0 and play("binary", True)[0] == 0.0
+    reward, info = play("progress", True)
+    assert reward == pytest.approx((checked - 1) / checked) == info["progress"]
+    assert info["success"] is False
+    reward, info = play("format", True)
+    # Actions: a format error, a bad call, the calls of the checked turns but the last
+    # (all correct), and one reply per turn.
+    good = sum(len(task.ground_truth[t]) for t in task.checked_turns[:-1])
+    num_actions = 2 + (checked - 1) + len(task.turns)
+    expected = (num_actions - 1) / num_actions + good / (good + 1)
+    assert reward == pytest.approx(expected)
+    assert info["success"] is False and 0.0 < reward < 2.0
+    with pytest.raises(ValueError, match=r"reward_mode='dense' is not valid"):
+        BFCLMultiTurnEnv(reward_mode="dense")
+
+
+def test_format_reward_of_an_unfinished_episode_counts_what_was_done() -> None:
+    env = BFCLMultiTurnEnv(categories="base", reward_mode="format")
+    _reset(env, "multi_turn_base_0")
+    assert env.evaluate().reward == 0.0  # no call yet: I_tool = 0
+    env.step("[pwd(), teleport()]")
+    assert env.evaluate().reward == pytest.approx(1.0 + 0.5)
+    assert env.evaluate().success is False
+
+
+# ---------------------------------------------------------------- actionable hints --
+
+_HINT_CASES = [
+    ("GorillaFileSystem", "[cd(folder='document/sub')]", "Paths are not allowed"),
+    ("GorillaFileSystem", "[cat(file_name='nope_zz.txt')]", "Use pwd to see where you are"),
+    ("GorillaFileSystem", "[mkdir(dir_name='a:b')]", "Paths are not allowed"),
+    (
+        "TravelAPI",
+        "[get_flight_cost(travel_from='QQQ', travel_to='ZZZ', travel_date='2024-11-15', "
+        "travel_class='economy')]",
+        "list_all_airports or get_nearest_airport_by_city",
+    ),
+    (
+        "TravelAPI",
+        "[compute_exchange_rate(base_currency='QQQ', target_currency='ZZZ', value=1.0)]",
+        "Use currency codes",
+    ),
+    ("TradingBot", "[get_stock_info(symbol='QQQZ')]", "get_symbol_by_name"),
+    ("MessageAPI", "[get_user_id(user='Nobody Qq')]", "list_users"),
+    ("TicketAPI", "[get_ticket(ticket_id=987654)]", "get_user_tickets"),
+    ("MathAPI", "[divide(a=1.0, b=0.0)]", "must not be zero"),
+    ("VehicleControlAPI", "[setHeadlights(mode='qqq')]", "Use one of the values"),
+    ("TwitterAPI", "[get_tweet(tweet_id=987654)]", "get_user_tweets or search_tweets"),
+    ("TwitterAPI", "[get_tweet(tweet_id=[1])]", "Check each value against"),  # generic
+    ("GorillaFileSystem", "[teleport(to='qq')]", "Call only functions from the list"),
+    ("GorillaFileSystem", "[cd(fodler='qq')]", "Compare the call with the function's signature"),
+]
+
+
+@pytest.mark.parametrize(("backend", "action", "phrase"), _HINT_CASES)
+def test_augmentation_turns_vague_errors_into_hints(backend: str, action: str, phrase: str) -> None:
+    plain, augmented = BFCLMultiTurnEnv(), BFCLMultiTurnEnv(augment=True)
+    task_id = _first_task(plain, lambda t: backend in t.involved_classes)
+    _reset(plain, task_id)
+    _reset(augmented, task_id)
+    without, *_ = plain.step(action)
+    with_hint, *_ = augmented.step(action)
+    assert "Hint:" not in without
+    assert with_hint.startswith(without + "\nHint: ")
+    hint = with_hint[len(without) + len("\nHint: ") :]
+    assert phrase in hint
+    # Hints are fixed texts: no value from the call (or from the ground truth) leaks in.
+    for value in re.findall(r"'([^']*)'", action):
+        assert value not in hint
+    # The checker compares the result itself, never the hint.
+    assert augmented.call_log[-1][1].content == plain.call_log[-1][1].content
+
+
+def test_augmentation_keeps_the_oracle_passing_and_refuses_withheld_functions() -> None:
+    env = BFCLMultiTurnEnv(augment=True, strict=True)
+    expert = env.make_expert()
+    for index in range(0, len(env.tasks), 9):
+        _, info, _ = _run_expert(env, expert, index)
+        assert info["success"] is True, env.task.id
+    _reset(env, "multi_turn_miss_func_0")
+    observation, *_ = env.step("[sort(file_name='final_report.pdf')]")
+    assert "not available" in observation and "Hint: A function this request needs" in observation
+    assert "tell the user which function or value is missing and wait" in observation
+    hinted = [h for h in bfcl.HINTS if h.backend not in ("*", *bfcl.BACKENDS)]
+    assert hinted == []  # every row names a real backend
+
+
+def test_expert_errors_are_verified_to_fail(envs) -> None:
+    env = envs["python"]
+    expert = env.make_expert(error_rate=1.0, seed=11)
+    outcomes = []
+    for index in range(0, 800, 25):
+        _, info, _ = _run_expert(env, expert, index)
+        outcomes.append((expert.injected, info["success"]))
+    assert all(success is (kind is None) for kind, success in outcomes), outcomes
+    assert sum(kind is not None for kind, _ in outcomes) >= 28
+    with pytest.raises(ValueError, match="max_attempts must be >= 1"):
+        env.make_expert(max_attempts=0)
