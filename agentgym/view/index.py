@@ -65,7 +65,6 @@ _STRING = re.compile(rb'"(?:[^"\\]|\\.)*"')
 _FIRST_USER = b'{"role":"user","content":'
 _STEPS_START = b'],"steps":['
 _TAIL_START = b'],"id":"'
-_STEP_START = b'{"action":'
 # The top-level keys that follow "steps" in a record (Trajectory's field order).
 _FIELD_NAMES = [f.name for f in fields(Trajectory)]
 _TAIL_KEYS = frozenset(_FIELD_NAMES[_FIELD_NAMES.index("steps") + 1 :])
@@ -224,15 +223,21 @@ def summary_fast(line: bytes) -> dict | None:
     steps_at = line.rfind(_STEPS_START, head.end() - 1, tail_at + 1)
     if steps_at < 0:
         return None
-    steps_from = steps_at + len(_STEPS_START)
-    steps = 0 if steps_from == tail_at + 1 else line.count(_STEP_START, steps_from, tail_at + 1)
+    # The steps are parsed (to count them exactly); they are small next to the messages. A
+    # "],"steps":[" inside a step's info would leave a list followed by "}]": a parse error.
+    try:
+        steps = json.loads(line[steps_at + len(_STEPS_START) - 1 : tail_at + 1])
+    except ValueError:
+        return None
+    if not isinstance(steps, list):
+        return None
     prompt: Any = ""
     user_at = line.find(_FIRST_USER, head.end(), steps_at)
     if user_at >= 0:
         string = _STRING.match(line, user_at + len(_FIRST_USER))
         if string is not None:
             prompt = json.loads(string.group(0))
-    return _summary({"env_id": env_id, "task_id": task_id}, tail, steps, prompt)
+    return _summary({"env_id": env_id, "task_id": task_id}, tail, len(steps), prompt)
 
 
 # --------------------------------------------------------------------------- the index

@@ -29,16 +29,17 @@ def _finite(value: float) -> float:
     return -math.inf if math.isnan(value) else value
 
 
-#: Sortable columns; ties keep the index order, so paging is stable.
-SORT_KEYS: dict[str, Callable[[EpisodeRow], tuple]] = {
-    "created": lambda row: (_finite(row.created_at), row.number),
-    "reward": lambda row: (_finite(row.reward), row.number),
-    "steps": lambda row: (row.num_steps, row.number),
-    "task": lambda row: (row.task_id, row.number),
-    "phase": lambda row: (row.store, row.number),
-    "iteration": lambda row: (-1 if row.iteration is None else row.iteration, row.number),
-    "outcome": lambda row: (row.outcome, row.number),
-    "id": lambda row: (row.id, row.number),
+#: Sortable columns. The sort is stable and rows start in index order, so ties keep that
+#: order in both directions and paging is stable.
+SORT_KEYS: dict[str, Callable[[EpisodeRow], Any]] = {
+    "created": lambda row: _finite(row.created_at),
+    "reward": lambda row: _finite(row.reward),
+    "steps": lambda row: row.num_steps,
+    "task": lambda row: row.task_id,
+    "phase": lambda row: row.store,
+    "iteration": lambda row: -1 if row.iteration is None else row.iteration,
+    "outcome": lambda row: row.outcome,
+    "id": lambda row: row.id,
 }
 
 
