@@ -545,21 +545,35 @@ def test_format_plan_round_trips(small_db, validation_queries):
 
 
 def test_loaders_read_the_benchmark_formats(fixture_db):
+    # Rows with a missing field are dropped, as pd.read_csv(...).dropna() does: 3 of 12
+    # stays (house rules 'nan' and empty, no price), 2 of 24 restaurants (no cuisines; the
+    # name 'NA' is one of pandas' NA strings), 1 of 6 attractions (no website).
     assert fixture_db.counts() == {
         "states": 3,
         "cities": 6,
-        "accommodations": 10,
+        "accommodations": 9,
         "restaurants": 22,
         "attractions": 5,
     }
     assert fixture_db.cities_in("Texas") == ("Austin", "Dallas", "Houston", "San Antonio")
     stay = fixture_db.accommodation("Bright guest room, close to campus", "Austin")
     assert stay is not None and stay.house_rules == "No children under 10"
-    assert fixture_db.accommodation("Family home with yard", "Austin").house_rules == ""
+    assert fixture_db.accommodation("Family home with yard", "Austin") is None
+    assert fixture_db.accommodations_in("San Antonio") == ()
+    assert fixture_db.restaurant("Nameless Noodles", "Denver") is None
+    assert fixture_db.attraction("Zilker Metropolitan Park", "Austin") is None
     assert fixture_db.restaurant("Cafe Rosa", "Denver").cuisines == ("Cafe", "Bakery", "Desserts")
-    assert fixture_db.flight("F3502692").price == 199
+    assert fixture_db.flight("F3502692").price == 199  # its first row; a later one reuses it
+    assert [f.destination for f in fixture_db.flights.with_number("F3502692")] == [
+        "Denver",
+        "Dallas",
+    ]
+    assert fixture_db.flight("F3502693") is None  # no price
     assert fixture_db.distance("Chicago", "Denver").distance_km == 1606
+    assert fixture_db.distance("Denver", "Chicago").duration == "14 hours 50 mins"  # first row
     assert fixture_db.distance("Dallas", "San Antonio") is None  # 'nan' row: missing pair
+    assert fixture_db.distance("Chicago", "Houston") is None  # '1 day 2 hours': no valid info
+    assert fixture_db.distance("Dallas", "Austin") is None  # its first row has no duration
     assert load_database(FIXTURES / "database") is fixture_db
 
 

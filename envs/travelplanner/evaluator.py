@@ -6,10 +6,19 @@ message), the plan's total cost, and the feedback text in the FAFT format
 (``is_not_absent: success`` / ``valid_cost: fail, reason: ...``). :func:`evaluate_batch` adds
 the benchmark's metrics (delivery rate, commonsense and hard micro/macro, final pass rate).
 
-The rules are the benchmark's *intended* ones (see ``docs/envs/travelplanner.md`` for every
-difference from the reference code): names match exactly (case- and space-insensitive) rather
-than as substrings, every attraction counts whether or not the list ends with ``;``, flights
-must fly the day's route on the day's date, and a 3-day trip must visit the query's city.
+Two rule sets (``evaluator=``):
+
+* ``"strict"`` (default): the benchmark's *intended* rules. Names match exactly (case- and
+  space-insensitive) rather than as substrings, every attraction counts whether or not the
+  list ends with ``;``, a non-travel day's items must lie in that city, flights must fly the
+  day's route on the day's date, and a 3-day trip must visit the query's city.
+* ``"official"``: the official evaluation script's verdicts, quirks included
+  (:mod:`.official`), so that scores compare with published ones.
+
+Both judge the first ``days`` records of a plan, so answer files padded with empty records
+(as the official ones are, to 7 days) are read as the official script reads them; a strict
+plan with a further *non-empty* record is too long. See ``docs/envs/travelplanner.md`` for
+every difference.
 
 Example:
     >>> from agentgym.envs.travelplanner.database import get_database
@@ -31,17 +40,21 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from agentgym.core.registry import check_choice
 from agentgym.envs.travelplanner.database import TravelDatabase, normalize_name
+from agentgym.envs.travelplanner.official import official_verdicts
 from agentgym.envs.travelplanner.plans import (
     PLAN_KEYS,
     Plan,
     TravelQuery,
     split_name_city,
     travel_cities,
+    trip_records,
 )
 
 __all__ = [
     "COMMONSENSE_CHECKS",
+    "EVALUATORS",
     "HARD_CHECKS",
     "PlanEvaluation",
     "Verdict",
@@ -71,6 +84,8 @@ HARD_CHECKS: dict[str, str | None] = {
     "valid_room_type": "room type",
     "valid_transportation": "transportation",
 }
+#: The rule sets :func:`evaluate` offers: the intended rules and the official script's.
+EVALUATORS = ("strict", "official")
 MEALS = ("breakfast", "lunch", "dinner")
 _FLIGHT_NUMBER = re.compile(r"Flight Number:\s*(F\d+)", re.IGNORECASE)
 
@@ -97,11 +112,13 @@ class PlanEvaluation:
         delivered: Whether a non-empty plan was given.
         verdicts: Check name -> :class:`Verdict` (commonsense first, then hard).
         total_cost: The plan's cost (``None`` when the plan could not be costed).
+        evaluator: The rule set that judged it (one of :data:`EVALUATORS`).
     """
 
     delivered: bool
     verdicts: Mapping[str, Verdict]
-    total_cost: int | None
+    total_cost: int | float | None
+    evaluator: str = "strict"
 
     @property
     def commonsense_pass(self) -> bool:
@@ -148,6 +165,8 @@ class PlanEvaluation:
         out: dict[str, Any] = {name: v.passed for name, v in self.verdicts.items()}
         out["total_cost"] = self.total_cost
         out["final_pass"] = self.final_pass
+        out["delivered"] = self.delivered
+        out["evaluator"] = self.evaluator
         return out
 
 
@@ -240,16 +259,19 @@ def _transport_problem(text: str, date: str | None, db: TravelDatabase) -> str |
         match = _FLIGHT_NUMBER.search(text)
         if match is None:
             return f"the flight '{text[:80]}' has no 'Flight Number: F...'."
-        flight = db.flight(match.group(1))
-        if flight is None:
+        flights = db.flights.with_number(match.group(1))
+        if not flights:
             return f"the flight {match.group(1)} is not in the database."
         route = travel_cities(text)
-        if route is not None and (route[0], route[1]) != (flight.origin, flight.destination):
+        on_route = [f for f in flights if route is None or (f.origin, f.destination) == route]
+        if not on_route:
+            flight = flights[0]
             return (
                 f"the flight {flight.number} flies from {flight.origin} to "
-                f"{flight.destination}, not from {route[0]} to {route[1]}."
+                f"{flight.destination}, not from {route[0]} to {route[1]}."  # type: ignore[index]
             )
-        if date is not None and flight.date != date:
+        if date is not None and all(f.date != date for f in on_route):
+            flight = on_route[0]
             return f"the flight {flight.number} departs on {flight.date}, not on {date}."
         return None
     route = travel_cities(text)
@@ -258,6 +280,18 @@ def _transport_problem(text: str, date: str | None, db: TravelDatabase) -> str |
     if db.distance(*route) is None:
         return f"there is no {mode} information from {route[0]} to {route[1]}."
     return None
+
+
+def _flight_taken(text: str, date: str | None, db: TravelDatabase) -> Any:
+    """The row of the flight a transportation entry names (its route and date preferred)."""
+    match = _FLIGHT_NUMBER.search(text)
+    flights = db.flights.with_number(match.group(1)) if match else ()
+    route = travel_cities(text)
+    ranked = sorted(
+        flights,
+        key=lambda f: (route is not None and (f.origin, f.destination) != route, f.date != date),
+    )
+    return ranked[0] if ranked else None
 
 
 def _check_complete(query: TravelQuery, plan: Plan) -> Verdict:
@@ -431,12 +465,12 @@ def total_cost(query: TravelQuery, plan: Plan, db: TravelDatabase) -> int:
     """The benchmark's total cost of ``plan`` for ``query.people_number`` travellers."""
     people = query.people_number
     cost = 0.0
-    for day in plan:
+    for number, day in _days(plan):
         transport = str(day.get("transportation", "-"))
         mode = None if _empty(transport) else _transport_mode(transport)
         if mode == "flight":
-            match = _FLIGHT_NUMBER.search(transport)
-            flight = db.flight(match.group(1)) if match else None
+            date = query.date[number - 1] if number <= len(query.date) else None
+            flight = _flight_taken(transport, date, db)
             cost += flight.price * people if flight else 0
         elif mode is not None:
             route = travel_cities(transport)
@@ -451,7 +485,7 @@ def total_cost(query: TravelQuery, plan: Plan, db: TravelDatabase) -> int:
         if not _empty(day.get("accommodation")):
             stay = db.accommodation(*split_name_city(day["accommodation"]))
             if stay is not None:
-                cost += stay.price * math.ceil(people / stay.maximum_occupancy)
+                cost += stay.price * math.ceil(people / max(1, stay.maximum_occupancy))
     return round(cost)
 
 
@@ -552,15 +586,34 @@ def _hard_verdicts(
 # ------------------------------------------------------------------------ public --
 
 
-def evaluate(query: TravelQuery, plan: Plan | None, database: TravelDatabase) -> PlanEvaluation:
-    """Judge ``plan`` (``None`` or ``[]``: nothing delivered) for ``query``."""
+def evaluate(
+    query: TravelQuery,
+    plan: Plan | None,
+    database: TravelDatabase,
+    *,
+    evaluator: str = "strict",
+) -> PlanEvaluation:
+    """Judge ``plan`` (``None`` or ``[]``: nothing delivered) for ``query``.
+
+    ``evaluator`` is ``"strict"`` (the intended rules) or ``"official"`` (the official
+    script's verdicts); see the module docstring.
+    """
+    check_choice("evaluator", evaluator, EVALUATORS)
+    if not query.judgeable:
+        raise ValueError(
+            f"query {query.id!r} has no constraints to judge a plan against (the official test "
+            "split holds them back: submit its plans to the TravelPlanner leaderboard)"
+        )
     if not plan:
         failed = Verdict(False, "No plan was delivered.")
         verdicts = {name: failed for name in COMMONSENSE_CHECKS}
         for name, key in HARD_CHECKS.items():
             verdicts[name] = failed if key is None or query.constraint(key) else Verdict(None)
-        return PlanEvaluation(False, verdicts, None)
-    plan = [day if isinstance(day, dict) else {} for day in plan]
+        return PlanEvaluation(False, verdicts, None, evaluator)
+    if evaluator == "official":
+        official, official_total = official_verdicts(query, plan, database)
+        return PlanEvaluation(True, official, official_total, evaluator)
+    plan = [day if isinstance(day, dict) else {} for day in trip_records(plan, query.days)]
     verdicts = {
         "is_valid_information_in_sandbox": _check_sandbox(query, plan, database),
         "is_not_absent": _check_complete(query, plan),
@@ -580,7 +633,7 @@ def evaluate(query: TravelQuery, plan: Plan | None, database: TravelDatabase) ->
         )
         for name, key in HARD_CHECKS.items():
             verdicts[name] = skipped if key is None or query.constraint(key) else Verdict(None)
-    return PlanEvaluation(True, verdicts, cost)
+    return PlanEvaluation(True, verdicts, cost, evaluator)
 
 
 def summarize(evaluations: Sequence[PlanEvaluation]) -> dict[str, float]:
@@ -618,9 +671,17 @@ def evaluate_batch(
     queries: Sequence[TravelQuery],
     plans: Sequence[Plan | None],
     database: TravelDatabase,
+    *,
+    evaluator: str = "strict",
 ) -> tuple[list[PlanEvaluation], dict[str, float]]:
-    """Evaluate one plan per query; return the evaluations and :func:`summarize`'s metrics."""
+    """Evaluate one plan per query; return the evaluations and :func:`summarize`'s metrics.
+
+    With an official answer file: ``evaluate_batch(load_queries(...), load_plans(...), db,
+    evaluator="official")``.
+    """
     if len(queries) != len(plans):
         raise ValueError(f"got {len(queries)} queries but {len(plans)} plans")
-    evaluations = [evaluate(q, p, database) for q, p in zip(queries, plans, strict=True)]
+    evaluations = [
+        evaluate(q, p, database, evaluator=evaluator) for q, p in zip(queries, plans, strict=True)
+    ]
     return evaluations, summarize(evaluations)

@@ -1,4 +1,4 @@
-"""Loaders for the original benchmark's files, so the real TravelPlanner can be run.
+"""Loaders for the original benchmark's files, read as the official tools read them.
 
 :func:`load_database` reads the benchmark's ``database`` folder (found by file name anywhere
 under the directory given):
@@ -16,10 +16,25 @@ under the directory given):
 ``citySet_with_states.txt``                ``City<TAB>State`` per line
 =========================================  =================================================
 
-:func:`load_queries` reads a query file (the dataset's CSV, or JSONL with the same fields):
-``org, dest, days, visiting_city_number, date, people_number, local_constraint, budget,
-query, level`` and optionally ``reference_information`` and ``annotated_plan``, where list
-and dict fields may be Python-literal strings as in the released CSVs.
+The official tools load each table with ``pd.read_csv(path).dropna()``, so a row with any
+missing field (empty, or one of pandas' NA strings, in *any* column) does not exist for them:
+an accommodation without house rules, an attraction without a website. Those rows are
+dropped here too (:mod:`.csv_tables`), and rows whose numbers do not parse are dropped with
+a warning (pandas would keep them as text and the official arithmetic would then fail).
+The distance matrix is read without ``dropna`` as the official tool does, and a pair is
+"no valid information" (absent from the database) when its first row lacks a duration or
+distance or its duration mentions days. The flight table is loaded once into memory-mapped
+columns (:mod:`.flight_table`). Text is kept exactly as written (no stripping), since the
+official lookups compare it exactly.
+
+:func:`load_queries` reads a query file of any official split as published (CSV, JSONL,
+JSON or Parquet, or records already loaded, e.g. with ``datasets``): ``train`` has
+``annotated_plan`` (a summary record, the day records, then ``{}`` padding up to 7 days),
+``validation`` does not, and ``test`` has only ``days``, ``level``, ``query`` and
+``reference_information``: such queries run (an agent can plan them for a leaderboard
+submission) but cannot be judged locally (:attr:`.TravelQuery.judgeable`). List and dict
+fields may be Python-literal strings, as in the released CSVs. :func:`load_plans` reads an
+answer file (``{"idx", "query", "plan"}`` per line) into plans in ``idx`` order.
 
 Example (the project's fixture files):
     >>> from pathlib import Path
@@ -29,32 +44,40 @@ Example (the project's fixture files):
     (('Denver',), 199)
     >>> load_queries(root / "validation.csv")[1].local_constraint["transportation"]
     'no self-driving'
+    >>> [q.judgeable for q in load_queries(root / "test.jsonl", split="test")]
+    [False]
 """
 
 from __future__ import annotations
 
 import ast
-import csv
 import json
 import math
 import re
-from collections.abc import Iterator
+import warnings
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from agentgym.envs.travelplanner.csv_tables import read_rows
 from agentgym.envs.travelplanner.database import (
     Accommodation,
     Attraction,
-    Flight,
     IndexedDistances,
-    IndexedFlights,
     Restaurant,
     Route,
     TravelDatabase,
 )
-from agentgym.envs.travelplanner.plans import CONSTRAINT_KEYS, TravelQuery, as_plan
+from agentgym.envs.travelplanner.flight_table import load_flights
+from agentgym.envs.travelplanner.plans import (
+    CONSTRAINT_KEYS,
+    Plan,
+    TravelQuery,
+    as_plan,
+    is_padding,
+)
 
-__all__ = ["load_database", "load_queries"]
+__all__ = ["load_database", "load_plans", "load_queries", "queries_from_records"]
 
 FILES = {
     "flights": "clean_Flights_2022.csv",
@@ -80,79 +103,106 @@ def _find(directory: Path, filename: str) -> Path:
     return found[0]
 
 
-def _rows(path: Path) -> Iterator[dict[str, str]]:
-    with path.open(newline="", encoding="utf-8") as handle:
-        for row in csv.DictReader(handle):
-            yield {(key or "").strip(): (value or "").strip() for key, value in row.items()}
-
-
-def _missing(value: str) -> bool:
-    return value.strip().casefold() in ("", "nan", "none", "null")
-
-
 _NUMERIC = re.compile(r"-?\d[\d,]*(?:\.\d+)?")
 
 
-def _number(value: str, default: float = 0.0) -> float:
-    """The first number in ``value`` (``"1,144 km"`` -> 1144.0; ``"nan"`` -> ``default``)."""
-    match = _NUMERIC.search(value)
+def _number(value: str | None, default: float = 0.0) -> float:
+    """The first number in ``value`` (``"1,144 km"`` -> 1144.0; no number -> ``default``)."""
+    match = _NUMERIC.search(value or "")
     if match is None:
         return default
-    try:
-        number = float(match.group().replace(",", ""))
-    except ValueError:
-        return default
+    number = float(match.group().replace(",", ""))
     return default if math.isnan(number) else number
 
 
-def load_database(directory: Path | str) -> TravelDatabase:
-    """The benchmark's database from ``directory`` (cached per resolved path)."""
-    directory = Path(directory).expanduser().resolve()
-    if directory in _DATABASE_CACHE:
-        return _DATABASE_CACHE[directory]
-    states: dict[str, list[str]] = {}
-    for line in _find(directory, FILES["cities"]).read_text(encoding="utf-8").splitlines():
-        if "\t" in line:
-            city, state = (part.strip() for part in line.split("\t", 1))
-            states.setdefault(state, []).append(city)
-    flights = [
-        Flight(
-            number=row["Flight Number"],
-            price=int(_number(row["Price"])),
-            dep_time=row["DepTime"],
-            arr_time=row["ArrTime"],
-            elapsed=row["ActualElapsedTime"],
-            date=row["FlightDate"],
-            origin=row["OriginCityName"],
-            destination=row["DestCityName"],
-            distance=_number(row["Distance"]),
+def _numeric(value: str | None) -> int | float | None:
+    """A numeric field as pandas reads it (``"220.0"`` -> 220), ``None`` if it is not one."""
+    try:
+        number = float(str(value).strip())
+    except ValueError:
+        return None
+    if not math.isfinite(number):
+        return None
+    return int(number) if number.is_integer() else number
+
+
+class _Rows:
+    """Rows of one table, with a count of those dropped for unreadable numbers."""
+
+    def __init__(self, path: Path, required: Iterable[str]) -> None:
+        self.path = path
+        self.rows = read_rows(path)
+        missing = [name for name in required if self.rows and name not in self.rows[0]]
+        if missing:
+            raise ValueError(f"{path} lacks the column(s) {missing}")
+        self.unreadable = 0
+
+    def numbers(self, row: Mapping[str, Any], *names: str) -> list[int | float] | None:
+        values = [_numeric(row[name]) for name in names]
+        if any(value is None for value in values):
+            self.unreadable += 1
+            return None
+        return values  # type: ignore[return-value]
+
+    def warn(self) -> None:
+        if self.unreadable:
+            warnings.warn(
+                f"{self.path}: dropped {self.unreadable} row(s) whose numeric fields are not "
+                "numbers.",
+                stacklevel=3,
+            )
+
+
+def _accommodations(path: Path) -> list[Accommodation]:
+    numeric = ("price", "minimum nights", "maximum occupancy", "review rate number")
+    table = _Rows(path, ("NAME", "room type", "house_rules", "city", *numeric))
+    stays = []
+    for row in table.rows:
+        values = table.numbers(row, *numeric)
+        if values is None:
+            continue
+        price, nights, occupancy, rating = values
+        stays.append(
+            Accommodation(
+                name=row["NAME"],
+                room_type=row["room type"],
+                price=price,  # type: ignore[arg-type]
+                minimum_nights=nights,  # type: ignore[arg-type]
+                review_rate=float(rating),
+                house_rules=row["house_rules"],
+                maximum_occupancy=occupancy,  # type: ignore[arg-type]
+                city=row["city"],
+            )
         )
-        for row in _rows(_find(directory, FILES["flights"]))
-    ]
-    stays = [
-        Accommodation(
-            name=row["NAME"],
-            room_type=row["room type"],
-            price=int(_number(row["price"])),
-            minimum_nights=int(_number(row["minimum nights"], 1)),
-            review_rate=_number(row["review rate number"]),
-            house_rules="" if _missing(row["house_rules"]) else row["house_rules"],
-            maximum_occupancy=max(1, int(_number(row["maximum occupancy"], 1))),
-            city=row["city"],
+    table.warn()
+    return stays
+
+
+def _restaurants(path: Path) -> list[Restaurant]:
+    table = _Rows(path, ("Name", "City", "Cuisines", "Average Cost", "Aggregate Rating"))
+    restaurants = []
+    for row in table.rows:
+        values = table.numbers(row, "Average Cost", "Aggregate Rating")
+        if values is None:
+            continue
+        cost, rating = values
+        restaurants.append(
+            Restaurant(
+                name=row["Name"],
+                city=row["City"],
+                cuisines=tuple(c.strip() for c in row["Cuisines"].split(",") if c.strip()),
+                average_cost=cost,  # type: ignore[arg-type]
+                rating=float(rating),
+            )
         )
-        for row in _rows(_find(directory, FILES["accommodations"]))
-    ]
-    restaurants = [
-        Restaurant(
-            name=row["Name"],
-            city=row["City"],
-            cuisines=tuple(c.strip() for c in row["Cuisines"].split(",") if c.strip()),
-            average_cost=int(_number(row["Average Cost"])),
-            rating=_number(row["Aggregate Rating"]),
-        )
-        for row in _rows(_find(directory, FILES["restaurants"]))
-    ]
-    attractions = [
+    table.warn()
+    return restaurants
+
+
+def _attractions(path: Path) -> list[Attraction]:
+    fields = ("Name", "Latitude", "Longitude", "Address", "Phone", "Website", "City")
+    table = _Rows(path, fields)
+    return [
         Attraction(
             name=row["Name"],
             latitude=_number(row["Latitude"]),
@@ -162,28 +212,67 @@ def load_database(directory: Path | str) -> TravelDatabase:
             website=row["Website"],
             city=row["City"],
         )
-        for row in _rows(_find(directory, FILES["attractions"]))
+        for row in table.rows
     ]
-    routes = [
-        Route(row["origin"], row["destination"], row["duration"], _number(row["distance"]))
-        for row in _rows(_find(directory, FILES["distances"]))
-        if not _missing(row.get("duration", "")) and not _missing(row.get("distance", ""))
-    ]
+
+
+def _routes(path: Path) -> list[Route]:
+    """Valid pairs of the matrix; the first row of a pair decides, as in the official tool."""
+    rows = read_rows(path, drop_missing=False)
+    routes, seen = [], set()
+    for row in rows:
+        pair = (row.get("origin"), row.get("destination"))
+        if pair in seen or None in pair:
+            continue
+        seen.add(pair)
+        duration, distance = row.get("duration"), row.get("distance")
+        if duration is None or distance is None or "day" in duration:
+            continue
+        routes.append(Route(pair[0], pair[1], duration, _number(distance)))  # type: ignore[arg-type]
+    return routes
+
+
+def _states(path: Path) -> dict[str, list[str]]:
+    states: dict[str, list[str]] = {}
+    for line in path.read_text(encoding="utf-8").splitlines():
+        city, tab, state = line.partition("\t")
+        if tab and city.strip() and state.strip():
+            states.setdefault(state.strip(), []).append(city.strip())
+    return states
+
+
+def load_database(directory: Path | str, *, cache: bool | None = None) -> TravelDatabase:
+    """The benchmark's database from ``directory`` (one copy per process and folder).
+
+    Args:
+        directory: The benchmark's ``database`` folder (files are found by name below it).
+        cache: Keep the flight table's columns in the disk cache, memory-mapped and shared
+            by every process (``None``: for flight files of 8 MiB or more, such as the
+            real one).
+    """
+    directory = Path(directory).expanduser().resolve()
+    if directory in _DATABASE_CACHE:
+        return _DATABASE_CACHE[directory]
     database = TravelDatabase(
-        states=states,
-        accommodations=stays,
-        restaurants=restaurants,
-        attractions=attractions,
-        flights=IndexedFlights(flights),
-        distances=IndexedDistances(routes),
+        states=_states(_find(directory, FILES["cities"])),
+        accommodations=_accommodations(_find(directory, FILES["accommodations"])),
+        restaurants=_restaurants(_find(directory, FILES["restaurants"])),
+        attractions=_attractions(_find(directory, FILES["attractions"])),
+        flights=load_flights(_find(directory, FILES["flights"]), cache=cache),
+        distances=IndexedDistances(_routes(_find(directory, FILES["distances"]))),
         name=str(directory),
     )
     _DATABASE_CACHE[directory] = database
     return database
 
 
+# ------------------------------------------------------------------------ queries --
+
+
 def _literal(value: Any) -> Any:
-    """A field that may be a Python/JSON literal written as a string."""
+    """A field that may be a Python/JSON literal written as a string (``None`` if empty)."""
+    if isinstance(value, float) and math.isnan(value):
+        return None
     if not isinstance(value, str):
         return value
     text = value.strip()
@@ -195,6 +284,13 @@ def _literal(value: Any) -> Any:
         except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
             continue
     return text
+
+
+def _integer(value: Any) -> int:
+    data = _literal(value)
+    if data is None or isinstance(data, bool):
+        return 0
+    return int(_number(str(data)))
 
 
 def _reference_text(value: Any) -> str | None:
@@ -209,8 +305,23 @@ def _reference_text(value: Any) -> str | None:
     return str(data)
 
 
-def _query_from_record(record: dict[str, Any], split: str, position: int) -> TravelQuery:
-    dates = _literal(record["date"])
+def _annotated_plan(value: Any) -> Plan | None:
+    """The day records of a published plan (its summary record and ``{}`` padding dropped)."""
+    data = _literal(value)
+    if not isinstance(data, list):
+        return None
+    days = [
+        record
+        for record in data
+        if isinstance(record, dict) and "current_city" in record and not is_padding(record)
+    ]
+    return as_plan(days) or None
+
+
+def _query_from_record(record: Mapping[str, Any], split: str, position: int) -> TravelQuery:
+    if not str(record.get("query") or "").strip():
+        raise ValueError(f"query record {position} of {split!r} has no 'query' text")
+    dates = _literal(record.get("date"))
     dates = [dates] if isinstance(dates, str) else list(dates or [])
     constraint = _literal(record.get("local_constraint")) or {}
     if not isinstance(constraint, dict):
@@ -219,36 +330,61 @@ def _query_from_record(record: dict[str, Any], split: str, position: int) -> Tra
     cuisine = constraint.get("cuisine")
     if isinstance(cuisine, str):
         constraint["cuisine"] = [c.strip() for c in cuisine.split(",") if c.strip()]
-    plan = _literal(record.get("annotated_plan"))
-    if isinstance(plan, list):
-        # The released train split puts a summary record before the day records.
-        plan = as_plan([day for day in plan if isinstance(day, dict) and "days" in day]) or None
-    else:
-        plan = None
+    identifier = record.get("id", record.get("idx"))
     return TravelQuery(
-        id=str(record.get("id") or f"{split}-{position}"),
-        org=str(record["org"]).strip(),
-        dest=str(record["dest"]).strip(),
-        days=int(_number(str(record["days"]))),
-        visiting_city_number=int(_number(str(record["visiting_city_number"]))),
+        id=str(identifier) if _literal(identifier) is not None else f"{split}-{position}",
+        org=str(_literal(record.get("org")) or ""),
+        dest=str(_literal(record.get("dest")) or ""),
+        days=_integer(record.get("days")) or len(dates),
+        visiting_city_number=_integer(record.get("visiting_city_number")),
         date=tuple(str(d) for d in dates),
-        people_number=int(_number(str(record["people_number"]))),
+        people_number=_integer(record.get("people_number")),
         local_constraint=constraint,
-        budget=int(_number(str(record["budget"]))),
+        budget=_integer(record.get("budget")),
         query=str(record["query"]),
-        level=str(record.get("level", "")),
+        level=str(_literal(record.get("level")) or ""),
         reference_information=_reference_text(record.get("reference_information")),
-        annotated_plan=plan,
+        annotated_plan=_annotated_plan(record.get("annotated_plan")),
     )
 
 
-def load_queries(path: Path | str, *, split: str = "validation") -> list[TravelQuery]:
-    """Queries from the benchmark's CSV or a JSONL file with the same fields."""
-    path = Path(path).expanduser()
-    if path.suffix.casefold() in (".jsonl", ".json"):
-        lines = path.read_text(encoding="utf-8").splitlines()
-        records = [json.loads(line) for line in lines if line.strip()]
-    else:
-        with path.open(newline="", encoding="utf-8") as handle:
-            records = list(csv.DictReader(handle))
+def queries_from_records(
+    records: Iterable[Mapping[str, Any]], *, split: str = "validation"
+) -> list[TravelQuery]:
+    """Queries from records of any official split (e.g. ``load_dataset(...)["test"]``)."""
     return [_query_from_record(record, split, i) for i, record in enumerate(records)]
+
+
+def _records(path: Path) -> list[dict[str, Any]]:
+    suffix = path.suffix.casefold()
+    if suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        return pq.read_table(path).to_pylist()
+    if suffix in (".jsonl", ".json"):
+        text = path.read_text(encoding="utf-8")
+        if suffix == ".json" and text.lstrip().startswith("["):
+            return list(json.loads(text))
+        return [json.loads(line) for line in text.splitlines() if line.strip()]
+    return read_rows(path, drop_missing=False)  # type: ignore[return-value]
+
+
+def load_queries(path: Path | str, *, split: str = "validation") -> list[TravelQuery]:
+    """Queries from a published query file (CSV, JSONL, JSON list or Parquet)."""
+    return queries_from_records(_records(Path(path).expanduser()), split=split)
+
+
+def load_plans(path: Path | str) -> list[Plan | None]:
+    """The plans of an answer file (one ``{"idx", "plan"}`` per line), in ``idx`` order.
+
+    An empty or missing plan is ``None`` (not delivered). Records are returned as written,
+    padding included; the evaluators judge the first ``days`` of them.
+    """
+    records = _records(Path(path).expanduser())
+    if all("idx" in record for record in records):
+        records = sorted(records, key=lambda record: int(record["idx"]))
+    plans: list[Plan | None] = []
+    for record in records:
+        plan = _literal(record.get("plan"))
+        plans.append(list(plan) if isinstance(plan, list) and plan else None)
+    return plans

@@ -31,13 +31,16 @@ from typing import Any
 
 __all__ = [
     "CONSTRAINT_KEYS",
+    "PADDING_TEXT",
     "PLAN_KEYS",
     "Plan",
     "TravelQuery",
     "format_plan",
+    "is_padding",
     "parse_plan",
     "split_name_city",
     "travel_cities",
+    "trip_records",
 ]
 
 PLAN_KEYS = (
@@ -91,6 +94,48 @@ class TravelQuery:
     def constraint(self, key: str) -> Any:
         """A local constraint's value (``None`` when unset)."""
         return self.local_constraint.get(key)
+
+    @property
+    def judgeable(self) -> bool:
+        """Whether the query has what a plan is judged against.
+
+        The official test split publishes only ``days``, ``level``, ``query`` and the
+        reference information (the rest is held back for the leaderboard).
+        """
+        return bool(self.org and self.date and self.days and self.budget)
+
+
+#: The ``current_city`` the official annotation tool writes on the days after a trip.
+PADDING_TEXT = "You don't need to fill in the information for this or later days."
+
+
+def is_padding(record: Any) -> bool:
+    """Whether a day record is padding: ``{}``, only empty values, or :data:`PADDING_TEXT`.
+
+    >>> is_padding({}), is_padding({"days": 4, "current_city": "-"}), is_padding({"days": 1})
+    (True, True, True)
+    >>> is_padding({"days": 1, "current_city": "Denver"})
+    False
+    """
+    if not isinstance(record, Mapping):
+        return False
+    if record.get("current_city") == PADDING_TEXT:
+        return True
+    return all(value in (None, "", "-") for key, value in record.items() if key != "days")
+
+
+def trip_records(plan: Sequence[Any], days: int) -> list[Any]:
+    """The records a plan is judged on: the first ``days``, and any later non-padding one.
+
+    Answer files pad plans with empty records (to 7 days in the official ones); those are
+    not part of the trip. A real record after the last day is, and makes the plan too long.
+
+    >>> trip_records([{"current_city": "A"}, {}, {}], 1)
+    [{'current_city': 'A'}]
+    >>> len(trip_records([{"current_city": "A"}, {"current_city": "B"}], 1))
+    2
+    """
+    return list(plan[:days]) + [record for record in plan[days:] if not is_padding(record)]
 
 
 def split_name_city(text: str) -> tuple[str, str]:
