@@ -262,6 +262,30 @@ def test_search_ranks_the_exact_title_first_and_returns_at_most_50() -> None:
     ).startswith(catalog.product(0).title.lower())
 
 
+def test_fast_search_equals_scoring_every_document() -> None:
+    """Dense columns of frequent tokens and candidate pruning change no result."""
+    catalog = GeneratedCatalog(1000, seed=0)
+    index = SearchIndex.build(catalog)
+    assert (index._dense_rows >= 0).sum() > 0  # some tokens take the dense path
+
+    def every_document(query: str) -> tuple[int, ...]:
+        scores = np.zeros(index.num_documents, dtype=np.float32)
+        for token in tokenize(query):
+            if token in index._vocabulary:
+                column = index._vocabulary[token]
+                start, end = index._indptr[column], index._indptr[column + 1]
+                scores[index._indices[start:end]] += index._data[start:end]
+        hits = np.flatnonzero(scores > 0)
+        return tuple(int(i) for i in hits[np.lexsort((hits, -scores[hits]))][:50])
+
+    goals = get_shop(num_products=1000, index_cache=False).goals("train", "mixed", None)
+    queries = [goals[i].instruction_text for i in range(150)]
+    queries += [catalog.product(i).title for i in range(50)]
+    queries += ["size", "color size", "pack of 4 pack", "black", "hair hair hair spray"]
+    for query in queries:
+        assert index.search(query) == every_document(query), query
+
+
 def test_search_index_disk_cache_round_trip(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setenv("AGENTGYM_CACHE", str(tmp_path))
     catalog = GeneratedCatalog(300, seed=11)
@@ -272,6 +296,24 @@ def test_search_index_disk_cache_round_trip(tmp_path: Path, monkeypatch) -> None
         assert (
             loaded.search(query) == built.search(query) == SearchIndex.build(catalog).search(query)
         )
+
+
+def test_results_pages_read_listings_from_the_index(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("AGENTGYM_CACHE", str(tmp_path))
+    catalog = GeneratedCatalog(300, seed=11)
+    loaded = SearchIndex.cached(catalog)
+    loaded = SearchIndex.cached(catalog)  # the second one is memory-mapped from disk
+    assert loaded.listings is not None
+    fresh = GeneratedCatalog(300, seed=11)
+    fresh.use_listing_table(loaded.listings)
+    for index in (0, 7, 299):
+        product = catalog.product(index)
+        assert fresh.listing(index) == catalog.listing(index)
+        assert (fresh.listing(index).title, fresh.listing(index).pricing) == (
+            product.title, product.pricing)  # fmt: skip
+    assert any(len(catalog.product(i).pricing) == 2 for i in range(300))  # ranges covered
+    with pytest.raises(IndexError):
+        fresh.listing(300)
 
 
 def test_unwritable_index_cache_falls_back_to_memory(tmp_path: Path, monkeypatch) -> None:

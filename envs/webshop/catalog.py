@@ -31,12 +31,14 @@ import re
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from agentgym.envs.webshop.vocabulary import BRANDS, PRODUCT_TYPES, STYLE_WORDS, ProductType
 
 __all__ = [
     "Catalog",
     "GeneratedCatalog",
+    "Listing",
     "Product",
     "ProductList",
     "Review",
@@ -99,6 +101,20 @@ class Product:
         return " to ".join(format_price(p) for p in self.pricing[:2])
 
 
+@dataclass(frozen=True, slots=True)
+class Listing:
+    """What a results page shows of a product: its id, title and price."""
+
+    asin: str
+    title: str
+    pricing: tuple[float, ...]
+
+    @property
+    def price_tag(self) -> str:
+        """The price as shown: ``"$12.99"`` or ``"$10.99 to $15.99"``."""
+        return " to ".join(format_price(p) for p in self.pricing[:2])
+
+
 def format_price(value: float) -> str:
     """``12.5`` -> ``"$12.50"``."""
     return f"${value:,.2f}"
@@ -112,6 +128,12 @@ def search_document(product: Product) -> str:
     )
     first_bullet = product.bullets[0] if product.bullets else ""
     return " ".join((product.title, product.description, first_bullet, options)).lower()
+
+
+class ListingRows(Protocol):
+    """A table with each product's ``(title, pricing)`` (see ``search.ListingTable``)."""
+
+    def row(self, index: int) -> tuple[str, tuple[float, ...]]: ...
 
 
 class Catalog(ABC):
@@ -130,6 +152,12 @@ class Catalog(ABC):
     @abstractmethod
     def index_of(self, asin: str) -> int | None:
         """Index of the product with ``asin`` (any case), ``None`` when there is none."""
+
+    def listing(self, index: int) -> Listing:
+        """What a results page shows of product ``index`` (a catalog may make it cheaper
+        than the whole product)."""
+        product = self.product(index)
+        return Listing(product.asin, product.title, product.pricing)
 
     def __iter__(self) -> Iterator[Product]:
         return (self.product(i) for i in range(len(self)))
@@ -170,12 +198,16 @@ _ASIN_INVERSE = pow(_ASIN_MULTIPLIER, -1, _ASIN_SPACE)
 _ASIN_PATTERN = re.compile(r"^b[0-9a-z]{9}$")
 
 
+_PAIRS = [a + b for a in _ASIN_DIGITS for b in _ASIN_DIGITS]  # two base-36 digits
+
+
 def _base36(value: int) -> str:
-    digits = []
-    for _ in range(9):
-        value, digit = divmod(value, 36)
-        digits.append(_ASIN_DIGITS[digit])
-    return "".join(reversed(digits))
+    """Nine base-36 digits of ``value`` (two digits per division: half the steps)."""
+    high, low = divmod(value, 36**8)
+    low, d8 = divmod(low, 36**2)
+    low, d6 = divmod(low, 36**2)
+    d0, d4 = divmod(low, 36**2)
+    return _ASIN_DIGITS[high] + _PAIRS[d0] + _PAIRS[d4] + _PAIRS[d6] + _PAIRS[d8]
 
 
 class GeneratedCatalog(Catalog):
@@ -198,6 +230,7 @@ class GeneratedCatalog(Catalog):
         self.cache_key = f"generated-v{GENERATOR_VERSION}-n{num_products}-s{seed}"
         self._offset = (seed * 7_919 + 1_000_003) % _ASIN_SPACE
         self.product = functools.lru_cache(maxsize=cache_size)(self._build)  # type: ignore[method-assign]
+        self.listing = functools.lru_cache(maxsize=cache_size)(self._build_listing)  # type: ignore[method-assign]
 
     def __len__(self) -> int:
         return self.num_products
@@ -217,15 +250,52 @@ class GeneratedCatalog(Catalog):
         index = ((code - self._offset) * _ASIN_INVERSE) % _ASIN_SPACE
         return index if index < self.num_products else None
 
-    def _build(self, index: int) -> Product:
+    def listing(self, index: int) -> Listing:  # replaced by a cached builder in __init__
+        return self._build_listing(index)
+
+    def use_listing_table(self, table: ListingRows) -> None:
+        """Serve :meth:`listing` from a precomputed table of this catalog's titles and
+        prices (the search index's, memory-mapped) instead of generating products."""
+        asin = self.asin
+
+        def listing(index: int) -> Listing:
+            if not 0 <= index < self.num_products:
+                raise IndexError(f"product index {index} out of range [0, {self.num_products})")
+            title, pricing = table.row(index)
+            return Listing(asin(index), title, pricing)
+
+        self.listing = listing  # type: ignore[method-assign]
+
+    def _start(self, index: int) -> tuple[ProductType, random.Random]:
         if not 0 <= index < self.num_products:
             raise IndexError(f"product index {index} out of range [0, {self.num_products})")
         rng = random.Random(self.seed * 4_294_967_311 + index)
-        kind = PRODUCT_TYPES[rng.randrange(len(PRODUCT_TYPES))]
+        return PRODUCT_TYPES[rng.randrange(len(PRODUCT_TYPES))], rng
+
+    def _build(self, index: int) -> Product:
+        kind, rng = self._start(index)
         return _generate_product(self.asin(index), kind, rng)
 
+    def _build_listing(self, index: int) -> Listing:
+        # The first draws of the product only (a results page needs no description,
+        # bullets or reviews): a third of the time of the whole product.
+        kind, rng = self._start(index)
+        head = _generate_head(kind, rng)
+        return Listing(self.asin(index), head.title, head.pricing)
 
-def _generate_product(asin: str, kind: ProductType, rng: random.Random) -> Product:
+
+@dataclass(frozen=True, slots=True)
+class _Head:
+    attributes: tuple[str, ...]
+    options: dict[str, tuple[str, ...]]
+    brand: str
+    title: str
+    pricing: tuple[float, ...]
+    price: float
+
+
+def _generate_head(kind: ProductType, rng: random.Random) -> _Head:
+    """The product's first draws: attributes, options, brand, title, price."""
     attributes = tuple(rng.sample(kind.attributes, rng.randint(2, min(4, len(kind.attributes)))))
     options: dict[str, tuple[str, ...]] = {}
     for name, pool in kind.options:
@@ -250,6 +320,13 @@ def _generate_product(asin: str, kind: ProductType, rng: random.Random) -> Produ
         price = round(rng.uniform(low, high), 2)
     else:
         pricing, price = (low,), low
+    return _Head(attributes, options, brand, title, pricing, price)
+
+
+def _generate_product(asin: str, kind: ProductType, rng: random.Random) -> Product:
+    head = _generate_head(kind, rng)
+    attributes, options, brand = head.attributes, head.options, head.brand
+    title, pricing, price = head.title, head.pricing, head.price
     description = _description(kind, brand, attributes, rng)
     bullets = _bullets(kind, attributes, options, rng)
     rating = round(rng.uniform(3.0, 5.0), 1) if rng.random() < 0.8 else None

@@ -36,7 +36,7 @@ import json
 import re
 from dataclasses import dataclass
 
-from agentgym.envs.webshop.catalog import Catalog, Product
+from agentgym.envs.webshop.catalog import Catalog, Listing, Product
 from agentgym.envs.webshop.pages import (
     BACK_TO_SEARCH,
     BUY_NOW,
@@ -134,7 +134,7 @@ def official_text(nodes: list[Node], mode: str, clicked_in: str = "",
     return observation
 
 
-def official_price_tag(product: Product) -> str:
+def official_price_tag(product: Product | Listing) -> str:
     """The price as the reference shows it: ``$`` and Python's float text, or a range."""
     return " to ".join(f"${price}" for price in product.pricing[:2])
 
@@ -176,7 +176,7 @@ def render_official(
         buttons.append(Button(NEXT_PAGE, "next"))
         start = (page - 1) * RESULTS_PER_PAGE
         for index in session.hits[max(start, 0) : start + RESULTS_PER_PAGE]:
-            product = catalog.product(index)
+            product = catalog.listing(index)
             nodes += [*_data(product.asin, "link"), *_data(product.title),
                       *_data(official_price_tag(product))]  # fmt: skip
             buttons.append(Button(product.asin.lower(), "product", index))

@@ -137,7 +137,7 @@ def _results(
         buttons.append(Button(NEXT_PAGE, "next"))
     start = (session.results_page - 1) * RESULTS_PER_PAGE
     for index in session.hits[start : start + RESULTS_PER_PAGE]:
-        product = catalog.product(index)
+        product = catalog.listing(index)
         parts += [_mark(product.asin, mode), product.title, product.price_tag]
         buttons.append(Button(product.asin.lower(), "product", index))
     if not total:

@@ -147,4 +147,6 @@ def _build_shop(
         assert num_products is not None
         catalog, goals = GeneratedCatalog(num_products, seed=seed), None
     index = SearchIndex.cached(catalog) if index_cache else SearchIndex.build(catalog)
+    if isinstance(catalog, GeneratedCatalog) and index.listings is not None:
+        catalog.use_listing_table(index.listings)  # results pages without generating
     return Shop(catalog=catalog, index=index, loaded_goals=goals, seed=seed)
