@@ -782,3 +782,13 @@ def test_expert_errors_are_verified_to_fail(envs) -> None:
     assert sum(kind is not None for kind, _ in outcomes) >= 28
     with pytest.raises(ValueError, match="max_attempts must be >= 1"):
         env.make_expert(max_attempts=0)
+
+
+def test_docs_list_every_hint() -> None:
+    from pathlib import Path
+
+    from agentgym.envs.bfcl.hints import GENERIC_EXCEPTION_HINT, KIND_HINTS
+
+    docs = (Path(__file__).parents[1] / "docs" / "envs" / "bfcl.md").read_text(encoding="utf-8")
+    texts = [h.text for h in bfcl.HINTS] + list(KIND_HINTS.values()) + [GENERIC_EXCEPTION_HINT]
+    assert [t for t in texts if t not in docs] == []
