@@ -18,7 +18,7 @@ from agentgym.collector import EpisodeSpec, RolloutCollector
 from agentgym.config import ConfigError, validate_config
 from agentgym.core.trajectory import TrajectoryStore
 from agentgym.engines.base import Engine, SamplingParams
-from agentgym.evaluation import summarize
+from agentgym.evaluation import benchmark_lines, benchmark_metrics, summarize
 
 __all__ = ["build_engine", "run_eval", "run_rollout", "run_train"]
 
@@ -145,6 +145,9 @@ def run_eval(cfg: DictConfig) -> dict[str, Any]:
     with TrajectoryStore(run_dir / "trajectories.jsonl") as store:
         trajectories = collector.run(specs, store=store, progress=cfg.progress, desc="eval")
     summary = summarize(trajectories)
+    metrics = benchmark_metrics(collector.envs[0], trajectories)  # e.g. TravelPlanner's rates
+    if metrics is not None:
+        summary["benchmark_metrics"] = metrics
     summary.update(
         {"env": cfg.env.id, "split": cfg.split if uses_split else None, "engine": cfg.engine.name,
          "model": cfg.model.name, "run_dir": str(run_dir)}
@@ -160,6 +163,8 @@ def run_eval(cfg: DictConfig) -> dict[str, Any]:
     )
     for group, block in summary["groups"].items():
         print(f"  {group}: success {block['success_rate']:.3f} {list(block['success_ci95'])}")
+    for line in benchmark_lines(summary.get("benchmark_metrics")):
+        print(line)
     collector.close()
     return summary
 

@@ -20,7 +20,13 @@ from typing import Any
 
 from agentgym.core.trajectory import Trajectory
 
-__all__ = ["mean_interval", "summarize", "wilson_interval"]
+__all__ = [
+    "benchmark_lines",
+    "benchmark_metrics",
+    "mean_interval",
+    "summarize",
+    "wilson_interval",
+]
 
 _Z95 = 1.959963984540054
 
@@ -85,3 +91,30 @@ def summarize(
                 groups[f"{key}={task_metadata[key]}"].append(trajectory)
     summary["groups"] = {name: _block(items) for name, items in sorted(groups.items())}
     return summary
+
+
+def benchmark_metrics(env: Any, trajectories: Sequence[Trajectory]) -> dict[str, Any] | None:
+    """The environment's own benchmark metrics over the episodes, if it defines any.
+
+    An environment whose benchmark reports more than a success rate (TravelPlanner's
+    delivery rate and micro/macro pass rates, under its strict and official evaluators)
+    defines ``benchmark_metrics(verdicts)``, taking each episode's recorded verdicts.
+    """
+    method = getattr(getattr(env, "unwrapped", env), "benchmark_metrics", None)
+    if not callable(method):
+        return None
+    return method([trajectory.verdicts for trajectory in trajectories])
+
+
+def benchmark_lines(metrics: dict[str, Any] | None) -> list[str]:
+    """Report lines for :func:`benchmark_metrics`' result (one per block of metrics).
+
+    >>> benchmark_lines({"episodes": 2, "official": {"final_pass_rate": 0.5}})
+    ['  episodes: 2', '  official: final_pass_rate 0.500']
+    """
+    lines = []
+    for name, value in (metrics or {}).items():
+        if isinstance(value, dict):
+            value = ", ".join(f"{key} {number:.3f}" for key, number in value.items())
+        lines.append(f"  {name}: {value}")
+    return lines

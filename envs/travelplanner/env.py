@@ -10,9 +10,11 @@ Two modes, as in the benchmark:
   the plan.
 
 The plan (a JSON list of day records) is judged by the benchmark's evaluator
-(:mod:`agentgym.envs.travelplanner.evaluator`); its per-check verdicts go into
-``info["verdicts"]`` and, in the FAFT format, into the final observation and
-``info["feedback"]``.
+(:mod:`agentgym.envs.travelplanner.evaluator`): with the intended ``"strict"`` rules by
+default, or with the official script's verdicts (``evaluator="official"``). The chosen
+evaluator's per-check verdicts go into ``info["verdicts"]`` (both evaluators' are under its
+``"strict"`` and ``"official"`` keys, which is how ``agentgym eval`` reports both metrics)
+and, in the FAFT format, into the final observation and ``info["feedback"]``.
 
 Example:
     >>> import gymnasium as gym
@@ -43,9 +45,11 @@ from agentgym.core.registry import check_choice
 from agentgym.core.tasks import GeneratedTaskSet, TaskSet
 from agentgym.envs.travelplanner.database import TravelDatabase, get_database
 from agentgym.envs.travelplanner.evaluator import (
+    EVALUATORS,
     PlanEvaluation,
     evaluate,
     success_feedback,
+    summarize_verdicts,
 )
 from agentgym.envs.travelplanner.planner import ERROR_KINDS, inject_error, plan_trip
 from agentgym.envs.travelplanner.plans import (
@@ -145,7 +149,10 @@ class TravelPlannerEnv(TextEnv):
     ## Rewards
     ``reward_mode="final"``: 1.0 when the plan passes all 8 commonsense and all applicable
     hard constraints (the benchmark's final pass), else 0.0. ``"shaped"``: 1.0 for a final
-    pass, else the mean of the commonsense and hard micro pass rates of the plan.
+    pass, else the mean of the commonsense and hard micro pass rates of the plan. The
+    ``evaluator`` argument chooses whose verdicts count. Queries of the official test split
+    (no constraints published) are not judged: reward 0.0, ``info["verdicts"]["judged"]``
+    is ``False``.
 
     ## Episode End
     Terminated when a plan is evaluated, when ``max_plan_attempts`` answers in a row are not
@@ -165,6 +172,9 @@ class TravelPlannerEnv(TextEnv):
     * ``data_dir``: the benchmark's ``database`` folder (loads the real tables instead).
     * ``queries_file``: the benchmark's query file (CSV or JSONL); else queries are generated.
     * ``reward_mode``: ``"final"`` or ``"shaped"``.
+    * ``evaluator``: ``"strict"`` (the benchmark's intended rules) or ``"official"`` (the
+      official script's verdicts, quirks included, for scores comparable with published
+      ones); see ``docs/envs/travelplanner.md``.
     * ``feedback_conditioning``: put the all-success feedback into the planning prompt
       (FAFT inference).
     * ``extra_reference_cities``: sole-planning reference information covers the expert's
@@ -189,6 +199,7 @@ class TravelPlannerEnv(TextEnv):
         data_dir: str | None = None,
         queries_file: str | None = None,
         reward_mode: str = "final",
+        evaluator: str = "strict",
         feedback_conditioning: bool = False,
         extra_reference_cities: int = 1,
         compact_reference: bool = False,
@@ -202,6 +213,7 @@ class TravelPlannerEnv(TextEnv):
         check_choice("level", level, [*LEVELS, "mixed"])
         check_choice("days", days, [None, 3, 5, 7])
         check_choice("reward_mode", reward_mode, REWARD_MODES)
+        check_choice("evaluator", evaluator, EVALUATORS)
         if max_plan_attempts < 1 or extra_reference_cities < 0:
             raise ValueError("max_plan_attempts must be >= 1 and extra_reference_cities >= 0")
         super().__init__(
@@ -211,6 +223,7 @@ class TravelPlannerEnv(TextEnv):
         )
         self.mode = mode
         self.reward_mode = reward_mode
+        self.evaluator = evaluator
         self.feedback_conditioning = feedback_conditioning
         self.extra_reference_cities = extra_reference_cities
         self.compact_reference = compact_reference
@@ -256,6 +269,8 @@ class TravelPlannerEnv(TextEnv):
     def _reference_text(self, query: TravelQuery) -> str:
         if query.reference_information is not None:
             return query.reference_information
+        if not query.judgeable:
+            return "(no reference information was published for this query)"
         plan = query.annotated_plan or _expert_plan(query, self.database)
         cities = _plan_cities(plan) if plan else []
         if query.visiting_city_number > 1:
@@ -373,17 +388,50 @@ class TravelPlannerEnv(TextEnv):
         )
 
     def _evaluation(self, plan: Plan | None) -> Evaluation:
-        result: PlanEvaluation = evaluate(self.task, plan, self.database)
+        query: TravelQuery = self.task
+        if not query.judgeable:
+            message = (
+                "Not judged: this query has no published constraints (the official test split "
+                "keeps them for its leaderboard)."
+            )
+            verdicts = {"judged": False, "delivered": bool(plan)}
+            return Evaluation(success=False, reward=0.0, verdicts=verdicts, feedback=message)
+        results: dict[str, PlanEvaluation] = {
+            name: evaluate(query, plan, self.database, evaluator=name) for name in EVALUATORS
+        }
+        result = results[self.evaluator]
         reward = (
             result.shaped_reward() if self.reward_mode == "shaped" else float(result.final_pass)
         )
+        verdicts = result.as_info()
+        verdicts.update({name: other.as_info() for name, other in results.items()})
         return Evaluation(
             success=result.final_pass,
             reward=reward,
-            verdicts=result.as_info(),
+            verdicts=verdicts,
             feedback=result.feedback,
             progress=result.shaped_reward(),
         )
+
+    def benchmark_metrics(self, verdicts: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+        """The benchmark's metrics over episodes' ``info["verdicts"]``, by both evaluators.
+
+        ``agentgym eval`` prints these next to the success rate: delivery rate, commonsense
+        and hard micro/macro pass rates and the final pass rate, once with the strict rules
+        and once with the official script's (whichever one the reward used). Episodes of
+        unjudgeable queries (the official test split) are counted apart.
+
+        >>> env = TravelPlannerEnv(mode="sole-planning", database_size="small")
+        >>> metrics = env.benchmark_metrics([{}])
+        >>> sorted(metrics), metrics["official"]["final_pass_rate"]
+        (['episodes', 'not_judged', 'official', 'strict'], 0.0)
+        """
+        judged = [v for v in verdicts if v.get("judged", True)]
+        return {
+            "episodes": len(verdicts),
+            "not_judged": len(verdicts) - len(judged),
+            **{name: summarize_verdicts([v.get(name, {}) for v in judged]) for name in EVALUATORS},
+        }
 
     def evaluate(self) -> Evaluation:
         """An episode cut by the time limit delivered no plan."""
@@ -500,6 +548,8 @@ def _search_script(query: TravelQuery, plan: Plan, db: TravelDatabase) -> list[s
 
 
 def _expert_plan(query: TravelQuery, db: TravelDatabase) -> Plan | None:
+    if not query.judgeable:  # a test-split query: its trip is not published
+        return None
     trip = plan_trip(query, db)
     return trip.plan if trip is not None else None
 

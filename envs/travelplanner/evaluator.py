@@ -62,6 +62,7 @@ __all__ = [
     "evaluate_batch",
     "success_feedback",
     "summarize",
+    "summarize_verdicts",
     "total_cost",
 ]
 
@@ -665,6 +666,33 @@ def summarize(evaluations: Sequence[PlanEvaluation]) -> dict[str, float]:
         "hard_macro": sum(e.hard_pass and e.delivered for e in evaluations) / n,
         "final_pass_rate": sum(e.final_pass for e in evaluations) / n,
     }
+
+
+def summarize_verdicts(verdicts: Sequence[Mapping[str, Any]]) -> dict[str, float]:
+    """:func:`summarize`'s metrics from stored verdicts (:meth:`PlanEvaluation.as_info`).
+
+    This is how ``agentgym eval`` scores recorded episodes: one dict per query, an empty
+    dict (an episode that ended in an error) counting as a plan not delivered.
+
+    >>> good = {name: True for name in (*COMMONSENSE_CHECKS, *HARD_CHECKS)}
+    >>> good.update(final_pass=True, delivered=True, valid_cuisine=None)
+    >>> metrics = summarize_verdicts([good, {}])
+    >>> metrics["final_pass_rate"], metrics["hard_micro"], metrics["commonsense_micro"]
+    (0.5, 0.8, 0.5)
+    """
+    evaluations = []
+    for info in verdicts:
+        if not info:
+            info = {name: False for name in COMMONSENSE_CHECKS} | {"valid_cost": False}
+            info["delivered"] = False
+        checks = {
+            name: Verdict(value if isinstance(value := info.get(name), bool) else None)
+            for name in (*COMMONSENSE_CHECKS, *HARD_CHECKS)
+        }
+        evaluations.append(
+            PlanEvaluation(bool(info.get("delivered", True)), checks, info.get("total_cost"))
+        )
+    return summarize(evaluations)
 
 
 def evaluate_batch(
