@@ -388,3 +388,31 @@ def test_vllm_prompt_seeds_vary_identical_prompts(vllm_smol, chat_prompts):
     assert ids(vllm_smol.generate(prompts, params)) == first
     same = ids(vllm_smol.generate(prompts, params.with_(prompt_seeds=(5, 5, 5))))
     assert same[0] == same[1] == same[2]
+
+
+def test_vllm_weight_sync_is_verified_and_a_stale_engine_is_caught(vllm_smol, hf_smol):
+    """After every sync the engine's probe log-probs must match the trainer's (full and LoRA)."""
+    from agentgym.trainers.lora import LoRAConfig, apply_lora
+    from agentgym.trainers.sync import WeightSyncError, verify_weight_sync
+
+    tokenizer = hf_smol.tokenizer
+    assert verify_weight_sync(vllm_smol, hf_smol.model, tokenizer)["max_abs_diff"] < 1e-3
+    trainer_model = copy.deepcopy(hf_smol.model)
+    generator = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for parameter in trainer_model.parameters():
+            noise = torch.randn(parameter.shape, generator=generator)
+            parameter.add_(noise * 0.02 * parameter.std())
+    lora = apply_lora(copy.deepcopy(hf_smol.model), LoRAConfig(enabled=True, rank=8))
+    with torch.no_grad():
+        for name, parameter in lora.named_parameters():
+            if "lora_B" in name:
+                parameter.copy_(torch.randn(parameter.shape, generator=generator) * 0.02)
+    try:
+        for updated in (trainer_model, lora):
+            with pytest.raises(WeightSyncError, match="not serving the updated policy"):
+                verify_weight_sync(vllm_smol, updated, tokenizer)  # not synced yet: stale
+            vllm_smol.update_weights(updated)
+            assert verify_weight_sync(vllm_smol, updated, tokenizer)["max_abs_diff"] < 1e-3
+    finally:
+        vllm_smol.update_weights(hf_smol.model)
