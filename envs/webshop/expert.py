@@ -48,6 +48,7 @@ from agentgym.envs.webshop.pages import BACK_TO_SEARCH, BUY_NOW, NEXT_PAGE, PREV
 from agentgym.envs.webshop.reward import (
     MATCH_THRESHOLD,
     compute_reward,
+    goal_option_text,
     normalize_color,
     token_set_ratio,
 )
@@ -62,11 +63,12 @@ def best_options(product: Product, goal: Goal) -> dict[str, str]:
     """The product's option values that match the goal's, option name -> value.
 
     An identical value wins; otherwise the value with the highest fuzzy score above the
-    reward's threshold (so "6.5" is chosen for "6.5", not "6", which also passes).
+    reward's threshold (so "6.5" is chosen for "6.5", not "6", which also passes), scored
+    as the reward scores it (a named goal option with its name).
     """
     chosen: dict[str, str] = {}
-    for wanted in goal.option_values:
-        target = normalize_color(wanted)
+    for wanted_name, wanted in goal.goal_options:
+        target = goal_option_text(wanted_name, wanted, named=goal.named_options)
         best: tuple[tuple[bool, int], str, str] | None = None
         for name, values in product.options.items():
             if name in chosen:
@@ -231,8 +233,10 @@ class WebShopExpert(ErrorInjectingExpert):
     def _skipped_name(self, product: Product) -> str | None:
         if self._skipped_option is None:
             return None
-        wanted = self._env.goal.option_values[self._skipped_option]
-        for name, value in best_options(product, self._env.goal).items():
-            if token_set_ratio(normalize_color(value), normalize_color(wanted)) > MATCH_THRESHOLD:
+        goal = self._env.goal
+        wanted_name, wanted = goal.goal_options[self._skipped_option]
+        target = goal_option_text(wanted_name, wanted, named=goal.named_options)
+        for name, value in best_options(product, goal).items():
+            if token_set_ratio(normalize_color(value), target) > MATCH_THRESHOLD:
                 return name
         return None
