@@ -32,7 +32,7 @@ ENV_ID = "agentgym/BFCL-MultiTurn-v0"
 @pytest.fixture(scope="module")
 def envs() -> dict[str, BFCLMultiTurnEnv]:
     """One environment copy per parser, and a strict one, reused across tests."""
-    copies = {parser: BFCLMultiTurnEnv(parser=parser) for parser in ("python", "hermes")}
+    copies = {p: BFCLMultiTurnEnv(parser=p) for p in ("python", "hermes", "think_answer")}
     copies["strict"] = BFCLMultiTurnEnv(strict=True)
     return copies
 
@@ -65,7 +65,7 @@ def _first_task(env: BFCLMultiTurnEnv, predicate) -> str:
 # ------------------------------------------------------------------------------ oracle --
 
 
-@pytest.mark.parametrize("parser", ["python", "hermes"])
+@pytest.mark.parametrize("parser", ["python", "hermes", "think_answer"])
 def test_oracle_solves_every_entry_of_every_category(envs, parser: str) -> None:
     env = envs[parser]
     expert = env.make_expert()

@@ -41,7 +41,7 @@ from agentgym.envs.bfcl.hints import hint_for
 
 __all__ = ["PARSERS", "SYSTEM_PROMPT", "BFCLExpert", "BFCLMultiTurnEnv"]
 
-PARSERS = ("python", "hermes")
+PARSERS = ("python", "hermes", "think_answer")
 
 SYSTEM_PROMPT = (
     "You are an assistant that carries out the user's requests by calling the functions "
@@ -103,8 +103,10 @@ class BFCLMultiTurnEnv(TextEnv):
     Text. With ``parser="python"`` (BFCL's prompt format) a Python list of calls,
     ``[cd(folder='document'), ls(a=True)]``; positional arguments bind in the backend
     method's parameter order, as BFCL's executor binds them (``sort('report.pdf')``).
-    With ``"hermes"``, ``<tool_call>{"name": ..., "arguments": {...}}</tool_call>`` blocks.
-    Anything that is not a call (plain text) is the reply that ends the turn.
+    With ``"hermes"``, ``<tool_call>{"name": ..., "arguments": {...}}</tool_call>`` blocks;
+    with ``"think_answer"`` (Environment Tuning's format), ``<think>...</think>`` then a
+    ``<tool_call>[...]</tool_call>`` JSON list or an ``<answer>...</answer>``. A reply
+    without a call (plain text; an ``<answer>`` in ``think_answer``) ends the turn.
 
     ## Observation Space
     Text: the user's turn; the results of the calls (one call: its result; several: one
@@ -145,7 +147,7 @@ class BFCLMultiTurnEnv(TextEnv):
       hold-out). Names: ``GorillaFileSystem``, ``MathAPI``, ``MessageAPI``, ``TicketAPI``,
       ``TradingBot``, ``TravelAPI``, ``TwitterAPI``, ``VehicleControlAPI``.
     * ``num_tasks``: keep only the first entries of the selection.
-    * ``parser``: ``"python"`` (default) or ``"hermes"``.
+    * ``parser``: ``"python"`` (default), ``"hermes"`` or ``"think_answer"``.
     * ``strict``: ``False`` (default) executes calls as BFCL's executor does, so scores
       compare with published ones: values of another type than documented reach the
       backend (a float where an integer is declared), a function withheld until a later
