@@ -9,7 +9,7 @@ from agentgym.core.env import Evaluation, TextEnv, Transition
 from agentgym.core.registry import check_choice
 from agentgym.envs.codeexec.expert import CodeExecExpert
 from agentgym.envs.codeexec.feedback import conditioned_prompt, execution_feedback, extract_code
-from agentgym.envs.codeexec.problems import Problem, instrument_test, load_problems
+from agentgym.envs.codeexec.problems import Problem, load_problems
 from agentgym.envs.codeexec.sandbox import ExecutionResult, Limits, Sandbox
 
 __all__ = ["CodeExecEnv", "shared_sandbox"]
@@ -30,11 +30,6 @@ def shared_sandbox(limits: Limits, protections: str) -> Sandbox:
     return Sandbox(limits=limits, protections=() if protections == "none" else protections)
 
 
-@functools.lru_cache(maxsize=4096)
-def _instrumented(tests: tuple[str, ...]) -> tuple[str, ...]:
-    return tuple(instrument_test(test) for test in tests)
-
-
 def _problem_text(problem: Problem) -> str:
     if problem.source == "humaneval":
         return (
@@ -52,9 +47,12 @@ class CodeExecEnv(TextEnv):
 
     ## Description
     Each episode is one problem: a function to write. The agent answers with code in a
-    fenced ```python block; the environment runs it against the problem's hidden tests in
-    a sandbox (separate process, resource limits, no network, unprivileged user; see
-    :mod:`agentgym.envs.codeexec.sandbox`) and replies with the results: tests passed,
+    fenced ```python block; the environment loads it in a sandbox (separate process in
+    its own namespaces, resource limits, no network, unprivileged user, a private
+    read-only file system; see :mod:`agentgym.envs.codeexec.sandbox`) and judges the
+    problem's hidden tests outside it, calling the agent's function across the sandbox
+    boundary with plain data (:mod:`agentgym.envs.codeexec.judge`), so no program can
+    see the expected values or fake a pass. It replies with the results: tests passed,
     each failing assertion with the expected and actual values, the traceback cut to the
     agent's code, or ``timeout``. The agent may repair its code up to ``max_attempts``
     times in all. Problem sets: ``"generated"`` (the project's own, offline, three
@@ -86,8 +84,9 @@ class CodeExecEnv(TextEnv):
     * ``max_attempts``: code submissions per episode (1: no repair).
     * ``reward_mode``: ``"binary"`` or ``"fraction"``.
     * ``timeout_s`` / ``memory_mb``: sandbox limits of one execution.
-    * ``reveal_tests``: show failing assertions in the feedback (``False``: only verdicts
-      and errors).
+    * ``reveal_tests``: show failing assertions, values, error messages and printed output
+      in the feedback (``False``: per failing test only its outcome, e.g. ``wrong result``
+      or ``raised IndexError``; neither inputs nor expected values reach the agent).
     * ``reward_token_prefix``: text put before the problem (LeTI's ``<|good|>`` token, so
       that generation is conditioned on it); ``None`` for none.
     * ``protections``: ``"auto"`` (all available, missing ones logged), ``"strict"``
@@ -96,7 +95,8 @@ class CodeExecEnv(TextEnv):
     * plus the text limits and ``render_mode`` of :class:`~agentgym.TextEnv`.
 
     ## Version History
-    * v0: initial version.
+    * v0: initial version (tests judged outside the sandbox and ``reveal_tests=False``
+      hiding inputs and values since the sandbox hardening).
     """
 
     def __init__(
@@ -159,12 +159,8 @@ class CodeExecEnv(TextEnv):
                 f"def {problem.entry_point}(...):\n    ...\n```"
             )
             return self._after_attempt(feedback, left, valid=False)
-        result = self.sandbox.run(
-            code,
-            _instrumented(problem.tests),
-            setup=problem.setup,
-            prelude=problem.prelude,
-        )
+        result = self.sandbox.run(code, problem.tests, setup=problem.setup,
+                                  prelude=problem.prelude)  # fmt: skip
         self.last_result = result
         feedback = execution_feedback(result, problem.tests, reveal_tests=self.reveal_tests)
         return self._after_attempt(feedback, left, valid=True)

@@ -41,6 +41,7 @@ import numpy as np
 
 from agentgym.core.registry import check_choice
 from agentgym.core.tasks import GeneratedTaskSet, TaskSet
+from agentgym.envs.codeexec.judge import instrument_test  # re-exported: part of this API
 
 __all__ = [
     "DIFFICULTIES",
@@ -94,38 +95,6 @@ class Problem:
 
 
 # ---------------------------------------------------------------------- tests --
-
-
-def instrument_test(test: str) -> str:
-    """The test as run: a lone ``assert L == R`` records both sides for the feedback.
-
-    >>> print(instrument_test("assert f(1) == 2"))
-    __got__ = f(1)
-    __want__ = 2
-    assert __got__ == __want__
-    >>> instrument_test("assert f(1)")
-    'assert f(1)'
-    """
-    try:
-        module = ast.parse(test)
-    except SyntaxError:
-        return test
-    if len(module.body) != 1:
-        return test
-    statement = module.body[0]
-    if not (
-        isinstance(statement, ast.Assert)
-        and statement.msg is None
-        and isinstance(statement.test, ast.Compare)
-        and len(statement.test.ops) == 1
-        and isinstance(statement.test.ops[0], ast.Eq)
-    ):
-        return test
-    left, right = statement.test.left, statement.test.comparators[0]
-    return (
-        f"__got__ = {ast.unparse(left)}\n__want__ = {ast.unparse(right)}\n"
-        "assert __got__ == __want__"
-    )
 
 
 def _asserts(node: ast.AST) -> bool:

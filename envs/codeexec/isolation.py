@@ -1,0 +1,626 @@
+"""How a run is isolated on this host: what is available, and the pieces that do it.
+
+* :func:`detect_protections` (once per process): finds an interpreter the sandbox can run,
+  learns what it needs to read (its binary, loader, standard library and the shared
+  libraries its extension modules map: the new root's allowlist), then probes the
+  protection sets from the strongest down (namespaces and a private root, as root or in
+  a user namespace; cgroups; ``no_new_privs``) and keeps the first that works.
+* :func:`lease_uids`: unprivileged uids unique across sandboxes and processes.
+* :class:`MemoryCgroups`: cgroup v2 limits on a whole run (memory, tasks).
+* :func:`command`, :func:`harness_settings`, :func:`minimal_env`: how a run is started.
+* :func:`processes_of`, :func:`kill_uid`, :func:`remove_tree`: cleaning up after a run.
+
+Example:
+    >>> capabilities = detect_protections()
+    >>> {"process_group", "rlimits"} <= capabilities.protections
+    True
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import functools
+import itertools
+import logging
+import math
+import os
+import shutil
+import signal
+import struct
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Collection, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from agentgym.envs.codeexec import judge
+from agentgym.envs.codeexec._session import Session
+from agentgym.envs.codeexec.limits import Limits
+
+__all__ = [
+    "ALL_PROTECTIONS",
+    "NAMESPACE_FLAGS",
+    "OPTIONAL_PROTECTIONS",
+    "Capabilities",
+    "MemoryCgroups",
+    "command",
+    "detect_protections",
+    "harness_settings",
+    "kill_uid",
+    "lease_uids",
+    "minimal_env",
+    "processes_of",
+    "release_fds",
+    "remove_tree",
+    "warn_once",
+]
+
+logger = logging.getLogger("agentgym.envs.codeexec.sandbox")
+
+ALL_PROTECTIONS: tuple[str, ...] = (
+    "process_group",
+    "rlimits",
+    "unprivileged_user",
+    "network_namespace",
+    "pid_namespace",
+    "ipc_namespace",
+    "private_mounts",
+    "no_new_privs",
+)
+OPTIONAL_PROTECTIONS: tuple[str, ...] = ("memory_cgroup",)
+NAMESPACE_FLAGS = (
+    ("network_namespace", "--net"),
+    ("pid_namespace", "--pid"),
+    ("ipc_namespace", "--ipc"),
+    ("private_mounts", "--mount"),
+)
+_HARNESS_SOURCE = (Path(__file__).with_name("_harness.py")).read_text(encoding="utf-8")
+
+# ---------------------------------------------------------------------- cgroups --
+
+
+class MemoryCgroups:
+    """cgroup v2: one child cgroup per run limits the memory and tasks of all its processes.
+
+    The runs' cgroups live under ``<cgroup2 mount>/agentgym-sandbox``; the harness joins
+    its run's cgroup before anything else, so every process of the run is inside.
+    """
+
+    def __init__(self, parent: str) -> None:
+        self.parent = parent
+        self._names = itertools.count()
+
+    @classmethod
+    def find(cls) -> tuple[MemoryCgroups | None, str]:
+        """The cgroup hierarchy to use, or None and why not."""
+        try:
+            with open("/proc/self/mounts") as handle:
+                mounts = [line.split() for line in handle]
+        except OSError as exc:
+            return None, f"cannot read /proc/self/mounts: {exc}"
+        roots = [fields[1] for fields in mounts if len(fields) > 2 and fields[2] == "cgroup2"]
+        for root in roots:
+            try:
+                with open(os.path.join(root, "cgroup.controllers")) as handle:
+                    controllers = handle.read().split()
+            except OSError:
+                continue
+            if not {"memory", "pids"} <= set(controllers):
+                continue
+            parent = os.path.join(root, "agentgym-sandbox")
+            try:
+                _write(os.path.join(root, "cgroup.subtree_control"), "+memory +pids")
+                os.makedirs(parent, exist_ok=True)
+                _write(os.path.join(parent, "cgroup.subtree_control"), "+memory +pids")
+            except OSError as exc:
+                return None, f"cannot delegate the memory controller under {root}: {exc}"
+            return cls(parent), ""
+        if roots:
+            return None, "no cgroup v2 hierarchy has the memory and pids controllers"
+        return None, "no cgroup v2 hierarchy is mounted"
+
+    def create(self, limits: Limits) -> str:
+        path = os.path.join(self.parent, f"{os.getpid()}-{next(self._names)}")
+        os.mkdir(path)
+        _write(os.path.join(path, "memory.max"), str(limits.memory_mb * 1024 * 1024))
+        _write(os.path.join(path, "pids.max"), str(limits.processes))
+        for name, value in (("memory.swap.max", "0"), ("memory.oom.group", "1")):
+            with contextlib.suppress(OSError):  # absent without swap accounting
+                _write(os.path.join(path, name), value)
+        return path
+
+    def remove(self, path: str, budget_s: float) -> bool:
+        """Kill what is left in the run's cgroup and remove it; True if it hit the limit."""
+        deadline = time.monotonic() + budget_s
+        try:
+            with open(os.path.join(path, "memory.events")) as handle:
+                events = dict(line.split() for line in handle if len(line.split()) == 2)
+            out_of_memory = int(events.get("oom_kill", 0)) > 0
+        except (OSError, ValueError):
+            out_of_memory = False
+        while time.monotonic() < deadline:
+            try:
+                _write(os.path.join(path, "cgroup.kill"), "1")
+            except OSError:  # before Linux 5.14: one by one
+                with contextlib.suppress(OSError), open(os.path.join(path, "cgroup.procs")) as f:
+                    for pid in f.read().split():
+                        with contextlib.suppress(OSError):
+                            os.kill(int(pid), signal.SIGKILL)
+            try:
+                os.rmdir(path)
+                return out_of_memory
+            except FileNotFoundError:
+                return out_of_memory
+            except OSError as exc:
+                if exc.errno != errno.EBUSY:
+                    break
+            time.sleep(0.002)
+        warn_once(f"could not remove the sandbox cgroup {path}")
+        return out_of_memory
+
+
+def _write(path: str, text: str) -> None:
+    with open(path, "w") as handle:
+        handle.write(text)
+
+
+# ---------------------------------------------------------------------- detection --
+
+
+def _candidate_interpreters() -> list[str]:
+    found = [os.path.realpath(sys.executable)]
+    for name in ("/usr/bin/python3", "/usr/local/bin/python3", shutil.which("python3")):
+        if name and os.path.exists(name):
+            found.append(os.path.realpath(name))
+    return list(dict.fromkeys(found))
+
+
+def _elf_interpreter(path: str) -> str | None:
+    """The dynamic loader a 64-bit ELF binary names (its ``PT_INTERP``), if any."""
+    try:
+        with open(path, "rb") as handle:
+            header = handle.read(64)
+            if header[:4] != b"\x7fELF" or header[4] != 2:
+                return None
+            order = "<" if header[5] == 1 else ">"
+            (table,) = struct.unpack_from(order + "Q", header, 0x20)
+            entry_size, entries = struct.unpack_from(order + "HH", header, 0x36)
+            for index in range(entries):
+                handle.seek(table + index * entry_size)
+                entry = handle.read(entry_size)
+                if struct.unpack_from(order + "I", entry, 0)[0] == 3:  # PT_INTERP
+                    (offset,) = struct.unpack_from(order + "Q", entry, 8)
+                    (size,) = struct.unpack_from(order + "Q", entry, 32)
+                    handle.seek(offset)
+                    return handle.read(size).rstrip(b"\0").decode()
+    except (OSError, struct.error, UnicodeDecodeError):
+        return None
+    return None
+
+
+def _readable_paths(python: str, facts: dict) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """What the new root shows (the allowlist) and site-packages folders masked inside it.
+
+    The interpreter, its loader, its ``sys.path`` (the standard library) and the folders
+    of every file mapped into an interpreter that imported each extension module it has.
+    """
+    wanted = {os.path.realpath(python)}
+    loader = _elf_interpreter(python)
+    if loader:
+        wanted.add(loader)
+    for folder in facts.get("path", []):
+        if isinstance(folder, str) and os.path.exists(folder):
+            wanted.add(os.path.realpath(folder))
+    for mapped in facts.get("mapped", []):
+        if not isinstance(mapped, str) or os.path.realpath(mapped) in wanted:
+            continue  # the interpreter itself
+        if os.path.isfile(mapped) and not mapped.startswith(("/proc/", "/dev/", "/sys/")):
+            wanted.add(os.path.dirname(os.path.realpath(mapped)))
+    if os.path.isfile("/etc/ld.so.cache"):
+        wanted.add("/etc/ld.so.cache")
+    expose: list[str] = []
+    for path in sorted(wanted, key=len):
+        if path != "/" and not any(path.startswith(done + "/") for done in expose):
+            expose.append(path)
+    masks = []
+    for folder in expose:
+        if not os.path.isdir(folder):
+            continue
+        for inner in (folder, *(e.path for e in _subfolders(folder))):
+            masks += [e.path for e in _subfolders(inner) if e.name.endswith("-packages")]
+    return tuple(expose), tuple(sorted(set(masks)))
+
+
+def _subfolders(folder: str) -> list[os.DirEntry]:
+    try:
+        with os.scandir(folder) as entries:
+            return [e for e in entries if e.is_dir(follow_symlinks=False)]
+    except OSError:
+        return []
+
+
+def _stage(expose: Sequence[str]) -> str | None:
+    """A host directory to build the new root on: one that holds nothing it exposes."""
+    for stage in ("/tmp", "/mnt", "/media", "/srv", "/opt", "/var/tmp", "/dev/shm"):
+        if os.path.isdir(stage) and not os.path.islink(stage):
+            inside = [p for p in expose if (os.path.realpath(p) + "/").startswith(stage + "/")]
+            if not inside:
+                return stage
+    return None
+
+
+_PROBE_PROGRAM = """
+import os, sys
+
+def probe(modules):
+    if modules is None:
+        folders = [p for p in sys.path if p.endswith("lib-dynload") and os.path.isdir(p)]
+        modules = sorted({n.split(".")[0] for f in folders for n in os.listdir(f)
+                          if n.endswith(".so")})
+    loaded = []
+    for name in modules:
+        try:
+            __import__(name)
+            loaded.append(name)
+        except BaseException:
+            pass
+    with open("/proc/self/maps") as handle:
+        mapped = sorted({parts[5].strip() for parts in (line.split(None, 5) for line in handle)
+                         if len(parts) == 6})
+    with open("/proc/self/status") as handle:
+        status = dict(line.rstrip("\\n").split(":\\t", 1) for line in handle if ":\\t" in line)
+    try:
+        import collections, decimal, json, math, re  # what programs import all the time
+        stdlib = True
+    except BaseException:
+        stdlib = False
+    return {"path": [p for p in sys.path if p], "mapped": mapped, "loaded": loaded,
+            "stdlib": stdlib,
+            "uid": os.getuid(), "pid": os.getpid(), "processes": len(
+                [p for p in os.listdir("/proc") if p.isdigit()]),
+            "no_new_privs": status.get("NoNewPrivs", "").strip()}
+"""
+
+
+def command(python: str, namespaces: Sequence[str], *, user_namespace: bool) -> list[str]:
+    prefix: list[str] = []
+    if namespaces:
+        unshare = shutil.which("unshare") or "/usr/bin/unshare"
+        prefix = [unshare, *(("--user", "--map-root-user") if user_namespace else ()), *namespaces]
+        if "--pid" in namespaces:
+            prefix += ["--fork", "--kill-child"]
+        prefix.append("--")
+    # -S: no site-packages; -s: no user site; -B: no .pyc files. The environment is ours
+    # (PYTHONHASHSEED=0 keeps set/dict order of strings reproducible), so no -E/-I.
+    return [*prefix, python, "-S", "-s", "-B", "-c", _HARNESS_SOURCE]
+
+
+def minimal_env(home: str) -> dict[str, str]:
+    return {
+        "PATH": "/usr/local/bin:/usr/bin:/bin",
+        "LANG": "C.UTF-8",
+        "LC_ALL": "C.UTF-8",
+        "HOME": home,
+        "TMPDIR": home,
+        "PYTHONHASHSEED": "0",
+        "PYTHONIOENCODING": "utf-8",
+        "PYTHONDONTWRITEBYTECODE": "1",
+        "PYTHONSAFEPATH": "1",
+    }
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    python: str
+    protections: frozenset[str]
+    user_namespace: bool
+    expose: tuple[str, ...]
+    mask: tuple[str, ...]
+    stage: str | None
+    notes: tuple[str, ...]
+    cgroups: MemoryCgroups | None
+
+
+def harness_settings(limits: Limits, **extra: object) -> dict:
+    """The harness's settings for ``limits`` (see ``_harness.py``), plus ``extra``."""
+    return {
+        "rlimits": True,
+        "cpu_s": limits.cpu_seconds,
+        "memory_mb": limits.memory_mb,
+        "file_size_mb": limits.file_size_mb,
+        "open_files": limits.open_files,
+        "processes": limits.processes,
+        "tmpfs_mb": limits.tmpfs_mb,
+        "tmpfs_files": limits.tmpfs_files,
+        "private_mounts": False,
+        "host_mount_namespace": _HOST_MOUNT_NAMESPACE,
+        "drop": False,
+        **extra,
+    }
+
+
+# The harness refuses to build a root in this mount namespace (a bug must not mount on us).
+_HOST_MOUNT_NAMESPACE = os.readlink("/proc/self/ns/mnt")
+_PROBE_LIMITS = Limits(timeout_s=30, memory_mb=1024, processes=64, startup_timeout_s=30)
+
+
+def _probe(python: str, settings: dict, namespaces: Sequence[str], *, user_namespace: bool,
+           workdir: str, modules: list[str] | None) -> dict | None:  # fmt: skip
+    """Run the probe program with these protections; what it reports, or None."""
+    session = Session(_PROBE_LIMITS)
+    private = bool(settings.get("private_mounts"))
+    try:
+        session.start(command(python, namespaces, user_namespace=user_namespace),
+                      cwd="/" if private else workdir, settings=settings,
+                      env=minimal_env("/tmp/work" if private else workdir))  # fmt: skip
+        session.send({"program": _PROBE_PROGRAM})
+        loaded = session.wait_for_program()
+        if loaded is None or loaded.get("status") != "ok":
+            return None
+        facts = session.call("probe", (modules,), {})
+    except (judge.RunOver, judge.ProgramError, OSError) as exc:
+        logger.debug("sandbox probe failed: %s", exc)
+        return None
+    finally:
+        uid = settings.get("uid")
+        session.close(kill_first=None if uid is None else functools.partial(kill_uid, uid))
+        if session.stderr and not session.ready:
+            stderr = bytes(session.stderr[-2000:]).decode(errors="replace")
+            logger.debug("sandbox probe: %s", stderr)
+    return facts if isinstance(facts, dict) else None
+
+
+_LEASE_DIR = os.path.join(tempfile.gettempdir(), "agentgym-sandbox-uids")
+_LAST_UID = 65_533  # 65534 is "nobody", 65535 the overflow uid
+
+
+def lease_uids(count: int, uid_base: int) -> tuple[list[int], list[int]]:
+    """``count`` uids from ``uid_base`` up that no other sandbox (in any process) holds.
+
+    A uid is held through an exclusive ``flock`` on a file named after it; the lock lives
+    as long as the returned file descriptors (close them to release). So two sandboxes
+    never share a uid, and killing "every process of my uid" never hits someone else's.
+    """
+    os.makedirs(_LEASE_DIR, mode=0o755, exist_ok=True)
+    uids: list[int] = []
+    fds: list[int] = []
+    for uid in range(uid_base, _LAST_UID + 1):
+        if len(uids) == count:
+            break
+        fd = os.open(os.path.join(_LEASE_DIR, str(uid)), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC,
+                     0o600)  # fmt: skip
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            continue
+        uids.append(uid)
+        fds.append(fd)
+    if len(uids) < count:
+        release_fds(fds)
+        raise RuntimeError(
+            f"Only {len(uids)} free sandbox uids in [{uid_base}, {_LAST_UID}] for {count} "
+            "slots: lower max_concurrency or close other sandboxes."
+        )
+    return uids, fds
+
+
+def release_fds(fds: list[int]) -> None:
+    """Close the lease file descriptors (releasing their uids)."""
+    for fd in fds:
+        with contextlib.suppress(OSError):
+            os.close(fd)
+    fds.clear()
+
+
+@functools.lru_cache(maxsize=4)
+def detect_protections(uid_base: int = 64_000) -> Capabilities:
+    """Which protections work on this machine (probed once per process and ``uid_base``).
+
+    First finds an interpreter the sandbox can run (and what it needs to read), then tries
+    the strongest set of protections and drops what fails, so a machine without namespaces
+    or without root still runs code, with the missing protections reported.
+    """
+    notes: list[str] = []
+    root = os.geteuid() == 0
+    unshare = shutil.which("unshare")
+    if not root:
+        notes.append("not running as root: the program runs as your own user")
+    if not unshare:
+        notes.append("the util-linux 'unshare' command is missing: no namespaces")
+    uid, leases = None, []
+    if root:
+        (uid,), leases = lease_uids(1, uid_base)
+    with contextlib.ExitStack() as stack:
+        stack.callback(release_fds, leases)
+        workdir = stack.enter_context(tempfile.TemporaryDirectory(prefix="agentgym-probe-"))
+        # Prefer an interpreter the unprivileged uid can run; else run as ourselves.
+        for probe_uid in (uid, None) if root else (None,):
+            for python in _candidate_interpreters():
+                owner = {} if probe_uid is None else {"uid": probe_uid, "gid": probe_uid}
+                os.chown(workdir, probe_uid or os.geteuid(), probe_uid or os.getegid())
+                facts = _probe(python, harness_settings(_PROBE_LIMITS, **owner), (),
+                               user_namespace=False, workdir=workdir, modules=None)  # fmt: skip
+                if facts is None or facts.get("stdlib") is not True:
+                    if probe_uid is not None:
+                        notes.append(f"{python} cannot run as uid {probe_uid} "
+                                     "(not readable by others?)")  # fmt: skip
+                    continue
+                return _strongest(python, facts, owner, bool(unshare), workdir, notes)
+    raise RuntimeError("No Python interpreter can run in the sandbox: " + "; ".join(notes) + ".")
+
+
+def _strongest(python: str, facts: dict, owner: dict, unshare: bool, workdir: str,
+               notes: list[str]) -> Capabilities:  # fmt: skip
+    """Probe the protection sets from the strongest down; the first that works."""
+    root = os.geteuid() == 0
+    expose, mask = _readable_paths(python, facts)
+    stage = _stage(expose)
+    modules = [str(name) for name in facts.get("loaded", [])]
+    cgroups, why = MemoryCgroups.find() if root else (None, "not root")
+    if cgroups is None:
+        notes.append(f"no memory cgroup ({why}): a run's memory is bounded by processes x "
+                     "memory_mb")  # fmt: skip
+    # (namespaces, private file system); the private root needs its own mount namespace.
+    ladder: list[tuple[tuple[str, ...], bool]] = [((), False)]
+    if unshare:
+        ladder = [(("--net", "--pid", "--ipc", "--uts", "--mount"), True),
+                  (("--net", "--pid", "--ipc", "--uts"), False), (("--net",), False),
+                  *ladder]  # fmt: skip
+    for namespaces, private in ladder:
+        if private and stage is None:
+            continue
+        for cgroup in (True, False) if cgroups is not None and root else (False,):
+            settings = harness_settings(_PROBE_LIMITS, **owner, private_mounts=private, drop=True,
+                                 expose=list(expose), mask=list(mask), stage=stage)  # fmt: skip
+            path = cgroups.create(_PROBE_LIMITS) if cgroup and cgroups else None
+            settings["cgroup"] = path
+            try:
+                result = _probe(python, settings, namespaces, user_namespace=bool(namespaces)
+                                and not root, workdir=workdir, modules=modules)  # fmt: skip
+            finally:
+                if path and cgroups:
+                    cgroups.remove(path, 5.0)
+            if result is None:
+                continue
+            if private and set(result.get("loaded", [])) != set(modules):
+                missing = sorted(set(modules) - set(result.get("loaded", [])))
+                notes.append(f"modules {missing} do not load in the private file system")
+                continue
+            protections = {"process_group", "rlimits"}
+            if owner and result.get("uid") == owner["uid"]:
+                protections.add("unprivileged_user")
+            flags = dict(zip(("--net", "--pid", "--ipc", "--mount"),
+                             ("network_namespace", "pid_namespace", "ipc_namespace",
+                              "private_mounts"), strict=True))  # fmt: skip
+            protections |= {flags[flag] for flag in namespaces if flag in flags}
+            if result.get("pid") != 1:
+                protections.discard("pid_namespace")
+            if not private:
+                protections.discard("private_mounts")
+            if result.get("no_new_privs") == "1":
+                protections.add("no_new_privs")
+            if cgroup:
+                protections.add("memory_cgroup")
+            if namespaces and not root:
+                notes.append("the namespaces are made in a user namespace")
+            return Capabilities(python, frozenset(protections), bool(namespaces) and not root,
+                                 expose, mask, stage, tuple(notes),
+                                 cgroups if cgroup else None)  # fmt: skip
+    raise RuntimeError(f"{python} runs, but not even with resource limits alone.")
+
+
+# ---------------------------------------------------------------------- after a run --
+
+
+def processes_of(uids: Collection[int]) -> list[int]:
+    """Live (not zombie) processes owned by any of ``uids``."""
+    found = []
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            if entry.stat().st_uid not in uids:
+                continue
+            with open(f"/proc/{entry.name}/stat", "rb") as handle:
+                state = handle.read().rsplit(b")", 1)[1].split()[0]
+        except (OSError, IndexError):
+            continue  # it just exited
+        if state not in (b"Z", b"X"):
+            found.append(int(entry.name))
+    return found
+
+
+def kill_uid(uid: int) -> None:
+    """SIGKILL every process owned by ``uid`` until none is left (fork bombs race us)."""
+    for _ in range(200):
+        victims = processes_of((uid,))
+        if not victims:
+            return
+        for pid in victims:
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
+        time.sleep(0.002)
+    warn_once(f"processes of sandbox uid {uid} survived repeated SIGKILLs")
+
+
+def remove_tree(path: str, budget_s: float) -> bool:
+    """Delete the directory ``path``: no recursion, no long paths, within ``budget_s``.
+
+    Only a host work directory (no private tmpfs) needs this. A program can leave a tree
+    thousands of levels deep, which ``shutil.rmtree`` cannot remove (recursion, path
+    length). Here every subdirectory of a subdirectory is first moved up to ``path``
+    itself (``renameat``), so at most two directories are open at once and each entry is
+    touched a bounded number of times. What the budget does not cover is removed by a
+    background thread; returns whether the removal finished in time.
+    """
+    deadline = time.monotonic() + budget_s
+    try:
+        top = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+    except FileNotFoundError:
+        return True
+    except PermissionError:
+        os.chmod(path, 0o700)
+        top = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+    flattened = itertools.count()
+    try:
+        while True:
+            with os.scandir(top) as entries:
+                names = [(e.name, e.is_dir(follow_symlinks=False)) for e in entries]
+            if not names:
+                break
+            for name, is_dir in names:
+                if time.monotonic() > deadline:
+                    threading.Thread(target=remove_tree, args=(path, math.inf),
+                                     daemon=True).start()  # fmt: skip
+                    return False
+                if not is_dir:
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(name, dir_fd=top)
+                    continue
+                _empty_into(top, name, flattened)
+                with contextlib.suppress(FileNotFoundError):
+                    os.rmdir(name, dir_fd=top)
+    finally:
+        os.close(top)
+    with contextlib.suppress(FileNotFoundError):
+        os.rmdir(path)
+    return True
+
+
+def _empty_into(top: int, name: str, counter: Iterator[int]) -> None:
+    """Delete the files of ``top/name`` and move its subdirectories up into ``top``."""
+    try:
+        folder = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=top)
+    except PermissionError:  # the program made it unreadable (as our own uid)
+        os.chmod(name, 0o700, dir_fd=top)
+        folder = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=top)
+    try:
+        with contextlib.suppress(PermissionError):
+            os.fchmod(folder, 0o700)
+        with os.scandir(folder) as entries:
+            inner = [(e.name, e.is_dir(follow_symlinks=False)) for e in entries]
+        for child, is_dir in inner:
+            if is_dir:
+                os.rename(child, f".flat-{next(counter)}", src_dir_fd=folder,
+                          dst_dir_fd=top)  # fmt: skip
+            else:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(child, dir_fd=folder)
+    finally:
+        os.close(folder)
+
+
+_WARNED: set[str] = set()
+_WARN_LOCK = threading.Lock()
+
+
+def warn_once(message: str) -> None:
+    with _WARN_LOCK:
+        if message not in _WARNED:
+            _WARNED.add(message)
+            logger.warning(message)
