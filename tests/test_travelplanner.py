@@ -546,13 +546,13 @@ def test_format_plan_round_trips(small_db, validation_queries):
 
 def test_loaders_read_the_benchmark_formats(fixture_db):
     # Rows with a missing field are dropped, as pd.read_csv(...).dropna() does: 3 of 12
-    # stays (house rules 'nan' and empty, no price), 2 of 24 restaurants (no cuisines; the
+    # stays (house rules 'nan' and empty, no price), 2 of 25 restaurants (no cuisines; the
     # name 'NA' is one of pandas' NA strings), 1 of 6 attractions (no website).
     assert fixture_db.counts() == {
         "states": 3,
         "cities": 6,
         "accommodations": 9,
-        "restaurants": 22,
+        "restaurants": 23,
         "attractions": 5,
     }
     assert fixture_db.cities_in("Texas") == ("Austin", "Dallas", "Houston", "San Antonio")

@@ -378,6 +378,8 @@ class TravelPlannerEnv(TextEnv):
             return self._invalid(f"Invalid action: {error}")
         evaluation = self._evaluation(plan)
         verdict = "The plan passes every check." if evaluation.success else "The plan fails."
+        if evaluation.verdicts.get("judged") is False:
+            verdict = "The plan was recorded."
         return Transition(
             observation=f"{verdict}\n{evaluation.feedback}",
             reward=evaluation.reward,
