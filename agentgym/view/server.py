@@ -54,13 +54,16 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _bind(host: str, port: int | None) -> socket.socket:
-    """A bound socket: ``port``, or the default port falling back to a free one."""
+    """A listening socket: ``port``, or the default port falling back to a free one."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     for candidate in [DEFAULT_PORT, 0] if port is None else [port]:
         sock = socket.socket(family, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((host, candidate))
+            # Listening now (not when uvicorn starts) lets a client that read the printed
+            # address connect at once: it waits in the backlog until the server accepts.
+            sock.listen(128)
             return sock
         except OSError as error:
             sock.close()
