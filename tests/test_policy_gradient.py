@@ -282,3 +282,32 @@ def test_sync_check_passes_after_a_sync_and_fails_on_a_stale_engine(model) -> No
         verify_weight_sync(engine, model, tokenizer)  # ...and the engine was never told
     engine.update_weights(model)
     assert verify_weight_sync(engine, model, tokenizer)["max_abs_diff"] < 1e-5
+
+
+def test_grpo_and_envtune_configs_list_every_problem() -> None:
+    from hydra import compose, initialize_config_module
+
+    from agentgym.config import ConfigError, validate_config
+
+    with initialize_config_module("agentgym.configs", version_base="1.3"):
+        cfg = compose(config_name="train", overrides=[
+            "trainer=grpo", "trainer.group_size=1", "trainer.advantage=turns",
+            "trainer.clip_low=2", "trainer.normalisation=batch", "trainer.std_normalise=maybe",
+        ])  # fmt: skip
+    with pytest.raises(ConfigError) as excinfo:
+        validate_config(cfg, "train")
+    text = str(excinfo.value)
+    for expected in ("group_size must be >= 2", "advantage must be one of episode, turn",
+                     "clip_low must be in [0, 1)", "normalisation must be one of",
+                     "std_normalise must be true or false"):  # fmt: skip
+        assert expected in text, expected
+    with initialize_config_module("agentgym.configs", version_base="1.3"):
+        cfg = compose(config_name="train", overrides=[
+            "trainer=envtune", "env=tooluse", "trainer.validation_tasks=0",
+            "trainer.stages=[{name:a,reward_mode:dense}]",
+        ])  # fmt: skip
+    with pytest.raises(ConfigError) as excinfo:
+        validate_config(cfg, "train")
+    text = str(excinfo.value)
+    assert "validation_tasks must be an integer >= 1" in text
+    assert "stage 1 ('a')" in text and "reward_mode='dense'" in text
