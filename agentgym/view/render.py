@@ -206,9 +206,11 @@ def tool_list(trajectory: Trajectory) -> tuple[str, int] | None:
 class TokenizerSource:
     """Finds and loads, once, the tokenizer that decodes a run's sampled tokens.
 
-    Only files already on disk are used, the run's own checkpoints first (they are saved
+    Only files already on disk are used: the run's own checkpoints first (they are saved
     with their tokenizer), then the model cache for the run's ``model.name``; nothing is
-    downloaded or built, so the viewer stays read-only.
+    downloaded or built, so the viewer stays read-only. The ``tokenizers`` library reads
+    ``tokenizer.json`` directly (no ``transformers``/``torch`` import: the viewer stays
+    small and quick).
     """
 
     def __init__(self, run_path: Path | None, model_name: str | None) -> None:
@@ -223,17 +225,13 @@ class TokenizerSource:
         found: list[Path] = []
         if self._run_path is not None and (self._run_path / "checkpoints").is_dir():
             folders = sorted((self._run_path / "checkpoints").iterdir(), reverse=True)
-            found.extend(f for f in folders if (f / "tokenizer_config.json").is_file())
+            found.extend(f / "tokenizer.json" for f in folders)
         if self._model_name:
-            local = Path(self._model_name).expanduser()
-            if (local / "tokenizer_config.json").is_file():
-                found.append(local)
+            found.append(Path(self._model_name).expanduser() / "tokenizer.json")
             from agentgym.models import cache_dir
 
-            cached = cache_dir() / "models" / self._model_name
-            if (cached / "tokenizer_config.json").is_file():
-                found.append(cached)
-        return found
+            found.append(cache_dir() / "models" / self._model_name / "tokenizer.json")
+        return [path for path in found if path.is_file()]
 
     def decoder(self) -> Callable[[Sequence[int]], list[str]] | None:
         """A function from token ids to their texts, or None when no tokenizer is at hand."""
@@ -242,14 +240,14 @@ class TokenizerSource:
                 self._loaded = True
                 for path in self._candidates():
                     try:
-                        from transformers import AutoTokenizer
+                        from tokenizers import Tokenizer
 
-                        self._tokenizer = AutoTokenizer.from_pretrained(str(path))
-                        self.description = str(path)
+                        self._tokenizer = Tokenizer.from_file(str(path))
+                        self.description = str(path.parent)
                         break
-                    except Exception as error:  # a broken folder: try the next one
+                    except Exception as error:  # a broken file: try the next one
                         logger.warning("cannot load a tokenizer from %s: %s", path, error)
         if self._tokenizer is None:
             return None
         tokenizer = self._tokenizer
-        return lambda ids: [tokenizer.decode([token]) for token in ids]
+        return lambda ids: [tokenizer.decode([token], skip_special_tokens=False) for token in ids]
