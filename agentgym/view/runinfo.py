@@ -30,7 +30,7 @@ __all__ = ["Chart", "PhaseRow", "RunInfo", "SummaryRow", "build_chart"]
 #: Points drawn per curve; longer series are thinned (a smoothed line keeps their trend).
 MAX_POINTS = 400
 CHART_WIDTH, CHART_HEIGHT = 360, 190
-_MARGIN_LEFT, _MARGIN_RIGHT, _MARGIN_TOP, _MARGIN_BOTTOM = 46, 10, 10, 24
+_MARGIN_LEFT, _MARGIN_RIGHT, _MARGIN_TOP, _MARGIN_BOTTOM = 58, 10, 10, 24
 
 
 def _read_jsonl(path: Path) -> list[dict[str, Any]]:
@@ -116,6 +116,7 @@ class Chart:
     x_labels: list[tuple[float, str]]
     width: int = CHART_WIDTH
     height: int = CHART_HEIGHT
+    left: int = _MARGIN_LEFT  # where the plot area starts (the y labels end there)
 
 
 def _label(value: float) -> str:
