@@ -179,8 +179,12 @@ def test_pages_refresh_while_a_run_writes(tmp_path: Path) -> None:
     with TrajectoryStore(store_path) as store:
         store.append(Trajectory("calc-v0", "t-1", id="second"))
     (tmp_path / "metrics.jsonl").write_text('{"step": 0, "time": 1, "eval/success_rate": 0.5}\n')
-    assert client.get(f"/{TOKEN}/api/version").json() != {"version": version, "episodes": 1}
-    assert "second" in client.get(f"/{TOKEN}/episodes").text
+    html = client.get(f"/{TOKEN}/episodes").text
+    assert "second" in html
+    # The page carries the version of what it shows, so its poll sees no change after it.
+    shown = re.search(r'data-version="([^"]+)"', html).group(1)
+    assert shown != version
+    assert client.get(f"/{TOKEN}/api/version").json() == {"version": shown, "episodes": 2}
     assert 'data-metric="eval/success_rate"' in client.get(f"/{TOKEN}/").text
 
 

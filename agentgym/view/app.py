@@ -120,7 +120,6 @@ class Viewer:
 
     def version(self) -> str:
         """Changes when anything the pages show changes (pages poll it to reload)."""
-        self.index.refresh()
         return f"{self.index.version}-{hash(self._stamp()) & 0xFFFFFFFF:x}"
 
 
@@ -326,6 +325,15 @@ def create_app(viewer: Viewer, token: str | None = None) -> Starlette:
         return JSONResponse({"version": viewer.version(), "episodes": len(viewer.index)},
                             headers={"Cache-Control": "no-store"})  # fmt: skip
 
+    def fresh(endpoint: Callable[[Request], Any]) -> Callable[[Request], Any]:
+        """Read what the run appended before answering (the page and its version agree)."""
+
+        def answer(request: Request) -> Any:
+            viewer.index.refresh()
+            return endpoint(request)
+
+        return answer
+
     def without_token(request: Request) -> PlainTextResponse:
         return PlainTextResponse(
             "This viewer needs its full address, with the token that `agentgym view` printed.",
@@ -333,13 +341,13 @@ def create_app(viewer: Viewer, token: str | None = None) -> Starlette:
         )
 
     routes = [
-        Route("/", run_page),
-        Route("/episodes", episodes_page),
-        Route("/episode/{store}/{id:path}", episode_page),
-        Route("/raw/{store}/{id:path}", raw_page),
-        Route("/lineage", lineage_page),
-        Route("/compare", compare_page),
-        Route("/api/version", version),
+        Route("/", fresh(run_page)),
+        Route("/episodes", fresh(episodes_page)),
+        Route("/episode/{store}/{id:path}", fresh(episode_page)),
+        Route("/raw/{store}/{id:path}", fresh(raw_page)),
+        Route("/lineage", fresh(lineage_page)),
+        Route("/compare", fresh(compare_page)),
+        Route("/api/version", fresh(version)),
     ]
     return Starlette(
         routes=[
