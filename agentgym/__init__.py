@@ -36,6 +36,7 @@ from agentgym.core.tasks import GeneratedTaskSet, TaskSet
 from agentgym.core.tool_env import ToolEnv, ToolEnvExpert, ToolEpisode, ToolTask
 from agentgym.core.tools import State, Tool, ToolError, ToolResult, ToolSet, tool
 from agentgym.core.trajectory import Message, Step, Trajectory, TrajectoryStore
+from agentgym.critique.game import critique_game
 
 __version__ = "0.1.0"
 
@@ -67,6 +68,7 @@ __all__ = [
     "TrajectoryStore",
     "Transition",
     "check_choice",
+    "critique_game",
     "get_parser",
     "list_envs",
     "list_parsers",
