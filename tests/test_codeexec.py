@@ -7,10 +7,17 @@ The contract tests (env checker, determinism, fuzzing) run over ``agentgym/CodeE
 from __future__ import annotations
 
 import ast
+import json
+import random
+import re
+import subprocess
+import sys
 
 import gymnasium as gym
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import agentgym  # noqa: F401 - registers the environments
 from agentgym.collector import EpisodeSpec, RolloutCollector
@@ -24,7 +31,7 @@ from agentgym.envs.codeexec.problems import (
     make_problem,
     register_problems,
 )
-from agentgym.envs.codeexec.sandbox import Job, Limits
+from agentgym.envs.codeexec.sandbox import Job, Limits, TestResult
 
 ENV_ID = "agentgym/CodeExec-v0"
 
@@ -167,6 +174,57 @@ def test_extract_code(reply: str, expected: str | None) -> None:
     assert extract_code(reply, "f") == expected
 
 
+_OLD_FENCE = re.compile(r"```[ \t]*([A-Za-z0-9_+-]*)[^\n]*\n(.*?)(?:```|\Z)", re.DOTALL)
+
+
+def _regex_extract_code(reply: str, entry_point: str) -> str | None:
+    """The earlier regular-expression version (quadratic on some replies), as a reference."""
+    blocks = [b for lang, b in _OLD_FENCE.findall(reply)
+              if lang.lower() in ("", "python", "py", "python3") and b.strip()]  # fmt: skip
+    defining = [b for b in blocks if re.search(rf"\bdef\s+{re.escape(entry_point)}\s*\(", b)]
+    if defining or blocks:
+        code = (defining or blocks)[-1]
+        return code if code.endswith("\n") else code + "\n"
+    if re.search(rf"^\s*def\s+{re.escape(entry_point)}\s*\(", reply, re.MULTILINE):
+        try:
+            compile(reply, "<reply>", "exec")
+        except (SyntaxError, ValueError):
+            return None
+        return reply if reply.endswith("\n") else reply + "\n"
+    return None
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from(["```", "`", "\n", "python", "py ", "bash", " ", "def f(",
+                                 "):", "    return 1", "x", "\t"]), max_size=24))  # fmt: skip
+def test_extract_code_matches_the_regular_expression_version(pieces: list[str]) -> None:
+    reply = "".join(pieces)
+    assert extract_code(reply, "f") == _regex_extract_code(reply, "f")
+
+
+def test_extract_code_is_linear_in_the_reply() -> None:
+    """Replies that made the regular-expression version quadratic, at a megabyte each.
+
+    Quadratic work on these is ~10^12 steps (hours); linear work is milliseconds. The
+    subprocess's timeout only keeps a regression from hanging the suite.
+    """
+    replies = {
+        "backticks without a line break": "`" * 1_000_000,
+        "blank lines": "\n" * 1_000_000,
+        "whitespace then no definition": " \n\t" * 300_000 + "def",
+        "definitions without a parenthesis": "def f " * 150_000,
+    }
+    script = (
+        "import json, sys\n"
+        "from agentgym.envs.codeexec.feedback import extract_code\n"
+        "replies = json.loads(sys.stdin.read())\n"
+        "print(json.dumps({name: extract_code(reply, 'f') for name, reply in replies.items()}))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], input=json.dumps(replies),
+                          capture_output=True, text=True, timeout=120, check=True)  # fmt: skip
+    assert json.loads(done.stdout) == dict.fromkeys(replies)
+
+
 # ---------------------------------------------------------------------- the environment --
 
 
@@ -265,3 +323,173 @@ def test_expert_with_injected_bugs_fails_first_then_repairs() -> None:
             first.info["execution"]["status"] != "ok"
         )
         assert "Fix the code" in first.observation
+
+
+# ---------------------------------------------------------------------- hidden feedback --
+
+_SECRET_SET = [
+    make_problem(
+        "secrets",
+        "Write shout(text) returning 'EXPECTED_' followed by text in upper case.",
+        [
+            f"assert shout('input_{n}_{tag}') == 'EXPECTED_INPUT_{n}_{tag.upper()}'"
+            for n, tag in enumerate(("alpha", "bravo", "charlie", "delta"))
+        ],
+        entry_point="shout",
+        solution="def shout(text):\n    return 'EXPECTED_' + text.upper()\n",
+    )
+]
+
+_LEAKY_PROGRAMS = {
+    "echoes its input": "def shout(text):\n    print(text)\n    return text\n",
+    "raises with its input": "def shout(text):\n    raise ValueError(text)\n",
+    "names an exception after it": "def shout(text):\n    raise type(text, (Exception,), {})()\n",
+    "exits with it": "import sys\ndef shout(text):\n    sys.exit(text)\n",
+    "prints to stderr": "import sys\ndef shout(text):\n    sys.stderr.write(text)\n    return 1\n",
+}
+
+
+@pytest.mark.parametrize("program", sorted(_LEAKY_PROGRAMS))
+def test_hidden_tests_reveal_neither_inputs_nor_expected_values(program: str) -> None:
+    register_problems("test-secrets", _SECRET_SET, override=True)
+    env = gym.make(ENV_ID, problems="test-secrets", reveal_tests=False, max_attempts=2)
+    env.reset(options={"task_id": "secrets"})
+    observation, reward, *_ = env.step(f"```python\n{_LEAKY_PROGRAMS[program]}```")
+    assert reward == 0.0 and "0 of 4 tests passed" in observation
+    for secret in ("input_", "INPUT_", "EXPECTED_", "alpha", "ALPHA", "bravo", "charlie"):
+        assert secret not in observation, (secret, observation)
+    assert "Test 1 failed:" in observation  # still says which tests failed, and how
+    revealing = gym.make(ENV_ID, problems="test-secrets", reveal_tests=True)
+    revealing.reset(options={"task_id": "secrets"})
+    shown, *_ = revealing.step(f"```python\n{_LEAKY_PROGRAMS[program]}```")
+    assert "input_0_alpha" in shown  # the default shows the failing assertions
+
+
+def test_hidden_feedback_words_each_outcome() -> None:
+    register_problems("test-secrets", _SECRET_SET, override=True)
+    env = gym.make(ENV_ID, problems="test-secrets", reveal_tests=False)
+    env.reset(options={"task_id": "secrets"})
+    program = (
+        "def shout(text):\n"
+        "    if 'alpha' in text:\n        return 1 / 0\n"
+        "    if 'bravo' in text:\n        return object()\n"
+        "    if 'charlie' in text:\n        return text\n"
+        "    return 'EXPECTED_' + text.upper()\n"
+    )
+    observation, *_ = env.step(f"```python\n{program}```")
+    assert "1 of 4 tests passed" in observation
+    assert "Test 1 failed: your function raised ZeroDivisionError" in observation
+    assert "Test 2 failed: your function returned a value that is not plain data" in observation
+    assert "Test 3 failed: wrong result" in observation
+
+
+def test_env_step_never_raises_when_the_sandbox_breaks(monkeypatch: pytest.MonkeyPatch) -> None:
+    from agentgym.envs.codeexec import _session
+
+    env = gym.make(ENV_ID, max_attempts=2)
+    env.reset(seed=1)
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("the machine is out of pipes")
+
+    monkeypatch.setattr(_session.Session, "start", broken)
+    observation, reward, terminated, _, info = env.step(_solution_reply(env))
+    assert (reward, terminated) == (0.0, False)
+    assert "the sandbox failed" in observation and "out of pipes" in observation
+    assert info["execution"]["status"] == "crashed"
+
+
+# ---------------------------------------------------------------------- the judge --
+
+
+def test_every_humaneval_test_is_judged_outside_the_sandbox() -> None:
+    from agentgym.envs.codeexec.judge import plan_tests
+
+    inside = [
+        (p.id, i)
+        for p in load_problems("humaneval", split="all")
+        for i, t in enumerate(plan_tests(p.tests, p.setup, p.prelude).tests)
+        if not t.checked_outside
+    ]
+    assert inside == []
+
+
+def test_plan_finds_what_only_the_program_provides() -> None:
+    from agentgym.envs.codeexec.judge import plan_tests
+
+    plan = plan_tests(
+        ("import math\nassert math.isclose(f(2), helper(2))", "assert g.attribute == 1",
+         "for x in range(3):\n    assert candidate(x) == x"),
+        "candidate = f\nMETADATA = {}",
+        "def helper(x):\n    return x / 2",
+    )  # fmt: skip
+    assert plan.program_names == ("f", "g")  # helper is the problem's, candidate an alias
+    assert [t.checked_outside for t in plan.tests] == [True, False, True]
+
+
+def test_test_randomness_is_private_and_reproducible() -> None:
+    from agentgym.envs.codeexec.judge import plan_tests, run_tests
+
+    class Recorder:
+        def __init__(self) -> None:
+            self.calls: list[tuple] = []
+
+        def call(self, name: str, args: tuple, kwargs: dict) -> object:
+            self.calls.append(args)
+            return args[0]
+
+        def execute(self, source: str) -> None:
+            raise AssertionError("nothing should run inside")
+
+    plan = plan_tests(("import random\nfor _ in range(5):\n    x = random.randint(0, 10**9)\n"
+                       "    assert echo(x) == x",), "", "")  # fmt: skip
+    random.seed(123)
+    expected_next = random.random()
+    random.seed(123)
+    first, second = Recorder(), Recorder()
+    assert run_tests(plan, first) == ([TestResult(0, True)], None)
+    run_tests(plan, second)
+    assert first.calls == second.calls and len(first.calls) == 5
+    assert random.random() == expected_next  # the parent's global generator is untouched
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text()
+    | st.binary() | st.complex_numbers(allow_nan=False),
+    lambda inner: st.lists(inner) | st.tuples(inner, inner)
+    | st.dictionaries(st.integers() | st.text(), inner)
+    | st.frozensets(st.integers() | st.text()), max_leaves=20))  # fmt: skip
+def test_values_cross_the_boundary_unchanged(value: object) -> None:
+    from agentgym.envs.codeexec._harness import decode_value, encode_value
+
+    wire = json.loads(json.dumps(encode_value(value)))
+    decoded = decode_value(wire)
+    assert decoded == value and type(decoded) is type(value)
+
+
+@pytest.mark.parametrize(
+    "wire",
+    [{"a": 1}, ["zz", 1], ["s", ["l"]], ["d", 1], ["d", ["l"], 2], ["I", 5], ["b", "\u0100"],
+     ["c", "1", 2], [], [1, 2], ["l"] * 0 + ["l", {"x": 1}]],
+)  # fmt: skip
+def test_malformed_values_are_refused(wire: object) -> None:
+    from agentgym.envs.codeexec._harness import decode_value
+
+    with pytest.raises(ValueError):
+        decode_value(wire)
+
+
+def test_deeply_nested_values_are_refused() -> None:
+    from agentgym.envs.codeexec._harness import UnencodableError, decode_value, encode_value
+
+    nested: list = []
+    for _ in range(200):
+        nested = [nested]
+    with pytest.raises(UnencodableError):
+        encode_value(nested)
+    wire: list = ["l"]
+    for _ in range(200):
+        wire = ["l", wire]
+    with pytest.raises(ValueError):
+        decode_value(wire)

@@ -376,8 +376,10 @@ def _lock_down(settings: dict) -> None:
         if os.getuid() != uid or os.geteuid() != uid:
             raise SystemExit("the sandbox failed to drop privileges")
     elif drop and privileged:
-        system.prctl(PR_SET_SECUREBITS,  # type: ignore[union-attr]
-                     SECBIT_NOROOT_AND_LOCKED | SECBIT_NO_CAP_AMBIENT_RAISE_AND_LOCKED)
+        system.prctl(
+            PR_SET_SECUREBITS,  # type: ignore[union-attr]
+            SECBIT_NOROOT_AND_LOCKED | SECBIT_NO_CAP_AMBIENT_RAISE_AND_LOCKED,
+        )
         system.drop_capabilities()  # type: ignore[union-attr]
     if drop:
         system.prctl(PR_SET_NO_NEW_PRIVS, 1)  # type: ignore[union-attr]

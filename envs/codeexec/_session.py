@@ -32,6 +32,7 @@ __all__ = ["Session"]
 READ_CHUNK = 65_536
 MAX_ERROR_CHARS = 4000
 
+
 def _program_exception(answer: dict) -> Exception:
     """The exception a failed call raises in the judge: the built-in class it names."""
     name = str(answer.get("exception", ""))

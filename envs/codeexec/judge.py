@@ -221,8 +221,10 @@ def _aliases(tree: ast.AST, names: set[str]) -> set[str]:
     """Names assigned straight from a program name (HumanEval's ``candidate = f``)."""
     found = set(names)
     for node in ast.walk(tree):
-        if isinstance(node, ast.Assign) and isinstance(node.value, ast.Name) and (
-            node.value.id in found
+        if (
+            isinstance(node, ast.Assign)
+            and isinstance(node.value, ast.Name)
+            and (node.value.id in found)
         ):
             found.update(t.id for t in node.targets if isinstance(t, ast.Name))
     return found
