@@ -56,7 +56,14 @@ from agentgym.core.env import InfoKeys
 from agentgym.core.registry import make
 from agentgym.core.spaces import AgentText, sanitize_text
 from agentgym.critique.critics import Critic, make_critic
-from agentgym.critique.oracle import Trial, TrialRunner, judge, judgement_critique, step_trial
+from agentgym.critique.oracle import (
+    Trial,
+    TrialRunner,
+    judge,
+    judgement_critique,
+    step_trial,
+    visible_feedback,
+)
 from agentgym.critique.protocol import (
     CRITIC_SYSTEM_PROMPT,
     Critique,
@@ -229,7 +236,7 @@ class CritiqueGame(AECEnv[str, str, str]):
         proposal = _text(self.proposal)
         trial_feedback = None
         if self.feedback and self.proposal is not None:
-            trial_feedback = self._trial(proposal).observation
+            trial_feedback = visible_feedback(self.env_id, self._trial(proposal))
         return CritiqueRequest(
             env_id=self.env_id,
             env_kwargs=self.env_kwargs,

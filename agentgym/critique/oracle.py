@@ -52,6 +52,7 @@ __all__ = [
     "judge",
     "judgement_critique",
     "register_judge",
+    "visible_feedback",
 ]
 
 
@@ -172,6 +173,22 @@ def step_trial(env: gym.Env, action: str, before: Mapping[str, Any]) -> Trial:
     text = action if isinstance(action, str) else repr(action)
     return Trial(text, observation, float(reward), terminated, truncated, dict(info),
                  dict(before), success)  # fmt: skip
+
+
+#: Environments whose episode-ending message names hidden expectations (ToolUse's turn
+#: checks list expected values): a critic's trial feedback shows only the outcome there.
+_OUTCOME_ONLY_AT_END = {"agentgym/ToolUse-v0"}
+
+
+def visible_feedback(env_id: str, trial: Trial) -> str:
+    """What a critic may read of a trial: the environment's answer to the proposal.
+
+    Where the episode-ending message would reveal hidden expectations before the proposal
+    is committed, only the outcome is shown.
+    """
+    if trial.ended and env_id in _OUTCOME_ONLY_AT_END:
+        return _ending(trial)
+    return trial.observation
 
 
 # ------------------------------------------------------------------------ judges --
