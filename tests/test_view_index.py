@@ -197,13 +197,16 @@ def test_refresh_reads_appended_records_and_waits_for_whole_lines(run: Path) -> 
 
 def test_bad_lines_duplicates_and_replaced_files(run: Path) -> None:
     path = run / "trajectories" / "collect-1.jsonl"
+    # Shaped like a record, but "\\x" is no JSON escape: neither reading may crash.
+    broken = _episode(50).to_json().replace('"Question 50"', '"Question \\x50"')
     with open(path, "ab") as file:
         file.write(b"this is not json\n")
         file.write(_episode(0).to_json().encode() + b"\n")  # a duplicate id
+        file.write(broken.encode() + b"\n")
     index = RunIndex(run)
     assert len(index) == 13
     problems = " ".join(index.problems())
-    assert "lines 9 are not trajectory records" in problems and "1 duplicate id" in problems
+    assert "lines 9, 11 are not trajectory records" in problems and "1 duplicate id" in problems
     # The bad line holds the text, but it is no episode: the search does not report it.
     assert _ids(index, q="this is not json") == []
     # A store replaced by a shorter file (rewritten by hand) is read again from the start.

@@ -211,33 +211,30 @@ def summary_fast(line: bytes) -> dict | None:
     tail_at = line.rfind(_TAIL_START)
     if head is None or tail_at < 0:
         return None
-    try:
-        tail = json.loads(b"{" + line[tail_at + 2 :])
-        env_id, task_id = json.loads(head.group(1)), json.loads(head.group(2))
-    except ValueError:
-        return None
-    # A "],"id":" inside a nested dict would leave unbalanced braces (a parse error above);
-    # this check catches the remaining odd shapes, e.g. a record with keys in another order.
-    if not isinstance(tail, dict) or "id" not in tail or not set(tail) <= _TAIL_KEYS:
-        return None
     steps_at = line.rfind(_STEPS_START, head.end() - 1, tail_at + 1)
     if steps_at < 0:
         return None
-    # The steps are parsed (to count them exactly); they are small next to the messages. A
-    # "],"steps":[" inside a step's info would leave a list followed by "}]": a parse error.
-    try:
-        steps = json.loads(line[steps_at + len(_STEPS_START) - 1 : tail_at + 1])
-    except ValueError:
-        return None
-    if not isinstance(steps, list):
-        return None
-    prompt: Any = ""
+    prompt = b'""'
     user_at = line.find(_FIRST_USER, head.end(), steps_at)
     if user_at >= 0:
         string = _STRING.match(line, user_at + len(_FIRST_USER))
-        if string is not None:
-            prompt = json.loads(string.group(0))
-    return _summary({"env_id": env_id, "task_id": task_id}, tail, len(steps), prompt)
+        prompt = string.group(0) if string is not None else prompt
+    # One parse of the small pieces: env id, task id, first user message, the steps (counted
+    # exactly) and the fields after them. A "],"id":" or "],"steps":[" that belongs to a
+    # nested value leaves unbalanced brackets behind it, so the parse fails and the caller
+    # reads the record in full.
+    steps_text = line[steps_at + len(_STEPS_START) - 1 : tail_at + 1]
+    pieces = [head.group(1), head.group(2), prompt, steps_text, b"{" + line[tail_at + 2 :]]
+    try:
+        env_id, task_id, prompt_text, steps, tail = json.loads(b"[" + b",".join(pieces) + b"]")
+    except (ValueError, RecursionError):
+        return None
+    # Catches the remaining odd shapes, e.g. a record written with its keys in another order.
+    if not isinstance(steps, list) or not isinstance(tail, dict) or "id" not in tail:
+        return None
+    if not set(tail) <= _TAIL_KEYS:
+        return None
+    return _summary({"env_id": env_id, "task_id": task_id}, tail, len(steps), prompt_text)
 
 
 # --------------------------------------------------------------------------- the index
