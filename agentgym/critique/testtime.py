@@ -150,6 +150,8 @@ class TestTimeResult:
         counts: Work done: samples, refinements, critiques, environment trials.
     """
 
+    __test__ = False  # not a pytest class, despite the name
+
     summary: dict[str, dict[str, dict[str, Any]]]
     episodes: list[dict[str, Any]]
     critic: dict[str, Any]
