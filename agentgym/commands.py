@@ -122,7 +122,15 @@ def run_rollout(cfg: DictConfig) -> dict[str, Any]:
 
 
 def run_eval(cfg: DictConfig) -> dict[str, Any]:
-    """Run the first ``cfg.episodes`` tasks of the held-out split once each; report with CIs."""
+    """Run the first ``cfg.episodes`` tasks of the held-out split once each; report with CIs.
+
+    With a critic (``critic=oracle|model|openai``) it reports success vs N with and without
+    the critic instead (:mod:`agentgym.critique.command`).
+    """
+    if (cfg.get("critic") or {}).get("name", "none") != "none":
+        from agentgym.critique.command import run_critique_eval
+
+        return run_critique_eval(cfg)
     env_kwargs = dict(_container(cfg.env.kwargs) or {})
     uses_split = "split" in _constructor_arguments(cfg.env.id)
     if uses_split:

@@ -51,7 +51,7 @@ COMMAND_KEYS: dict[str, tuple[str, ...]] = {
     ),
     "eval": (
         "env", "engine", "model", "sampling", "split", "episodes", "seed", "num_envs",
-        "max_turns", "max_context_tokens", "run_dir", "progress",
+        "max_turns", "max_context_tokens", "run_dir", "progress", "critic", "critique",
     ),
 }  # fmt: skip
 
@@ -264,6 +264,10 @@ def validate_config(cfg: DictConfig | Mapping[str, Any], command: str) -> None:
     problems += sampling_problems(data.get("sampling"))
     if command == "train":
         problems += trainer_problems(data)
+    if command == "eval":
+        from agentgym.critique.command import critique_config_problems
+
+        problems += critique_config_problems(data)
     problems += _positive_int(data, "num_envs")
     problems += _positive_int(data, "max_turns", optional=True)
     problems += _positive_int(data, "max_context_tokens")
