@@ -216,3 +216,16 @@ def test_command_line_errors(run: Path, tmp_path: Path, capsys: pytest.CaptureFi
     out = str(tmp_path / "x.html")
     assert cli_main(["view", str(run), "--export", out, "--select", "sort=x"]) == 2
     assert "--select: sort='x'" in capsys.readouterr().err
+
+
+def test_a_record_of_another_schema_is_shown_raw(tmp_path: Path) -> None:
+    record = {**Trajectory("calc-v0", "t-0", id="future").to_dict(), "score": 3}
+    store = tmp_path / "trajectories" / "eval-0.jsonl"
+    store.parent.mkdir(parents=True)
+    store.write_text(json.dumps(record) + "\n")
+    client = TestClient(create_app(Viewer(tmp_path), token=TOKEN))
+    assert "future" in client.get(f"/{TOKEN}/episodes").text
+    page = client.get(_episode_url("eval-0", "future"))
+    assert page.status_code == 200
+    assert "could not be read as a trajectory" in page.text
+    assert "unknown key(s) [&#39;score&#39;]" in page.text

@@ -179,7 +179,8 @@ def episode_context(viewer: Viewer, row: EpisodeRow, *, full: bool = True) -> di
     try:
         trajectory = index.read(row)
     except (ValueError, TypeError) as error:
-        context.update(trajectory=None, problem=str(error), raw=pretty_json(raw) or raw.decode())
+        context.update(trajectory=None, problem=str(error),
+                       raw=pretty_json(raw) or raw.decode(errors="replace"))  # fmt: skip
         return context
     context.update(
         trajectory=trajectory,
