@@ -32,6 +32,7 @@ redoes that update from the previous checkpoint, so no update is lost or applied
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import math
 import random
@@ -100,6 +101,8 @@ class GRPOConfig:
         warm_start_tasks: SFT on the expert's successes on this many training tasks first
             (0: start from the model as it is).
         warm_start_expert_episodes: Expert episodes per warm-start task.
+        warm_start_epochs / warm_start_learning_rate: The warm start's SFT epochs and
+            learning rate (``None``: the ``sft`` section's).
         eval_every: Evaluate every this many iterations (and after the last).
         ood_env_kwargs: Environment arguments of an out-of-distribution evaluation (merged
             over the held-out ones), e.g. a category or backend never trained on.
@@ -129,6 +132,8 @@ class GRPOConfig:
     behaviour_logprobs: str = "engine"
     warm_start_tasks: int = 16
     warm_start_expert_episodes: int = 1
+    warm_start_epochs: int | None = None
+    warm_start_learning_rate: float | None = None
     eval_every: int = 1
     ood_env_kwargs: dict[str, Any] | None = None
     keep_checkpoints: bool = False
@@ -154,6 +159,14 @@ def config_problems(config: Any) -> list[str]:
     for name in ("std_normalise", "keep_checkpoints"):
         if not isinstance(getattr(config, name), bool):
             problems.append(f"{name} must be true or false, got {getattr(config, name)!r}")
+    epochs = config.warm_start_epochs
+    if epochs is not None and (
+        isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1
+    ):
+        problems.append(f"warm_start_epochs must be an integer >= 1 or null, got {epochs!r}")
+    rate = config.warm_start_learning_rate
+    if rate is not None and (not isinstance(rate, int | float) or rate <= 0):
+        problems.append(f"warm_start_learning_rate must be > 0 or null, got {rate!r}")
     if isinstance(config.group_size, int) and config.group_size == 1:
         problems.append("group_size must be >= 2 (a group of one has no relative advantage)")
     choices = {
@@ -510,7 +523,17 @@ def warm_start(bench: Workbench, config: Any) -> list[dict[str, Any]]:
     expert = select_successes(
         collect_expert(bench, config.warm_start_tasks, config.warm_start_expert_episodes)
     )
-    bench.finetune(1, expert)
+    changes: dict[str, Any] = {}
+    if config.warm_start_epochs is not None:
+        changes["epochs"] = config.warm_start_epochs
+    if config.warm_start_learning_rate is not None:
+        changes["learning_rate"] = float(config.warm_start_learning_rate)
+    policy_sft = bench.sft
+    bench.sft = dataclasses.replace(policy_sft, **changes)
+    try:
+        bench.finetune(1, expert)
+    finally:
+        bench.sft = policy_sft  # the memory settings of later updates come from `sft`
     rows.append(bench.evaluate(1, "SFT warm start"))
     return rows
 
