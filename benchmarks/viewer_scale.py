@@ -6,7 +6,8 @@ ToolUse-v0 and Calculator-v0 played by their scripted experts, with token ids an
 added to every message as an agent run has them (the experts produce text only), then:
 
 1. starts ``agentgym view RUN`` as a subprocess and times it until the address is printed
-   (the index is built by then) and until the episode table answers;
+   (the index is built by then; wall time and the process's CPU time, which does not depend
+   on what else the machine runs) and until the episode table answers;
 2. times typical requests (filtered table pages, a sort, a free-text search over every
    record, an episode page, the lineage page, the run page);
 3. reports the server's resident memory (VmRSS) and its peak (VmHWM) after the first table
@@ -144,6 +145,12 @@ def _memory(pid: int) -> dict[str, float]:
     return fields
 
 
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (wall time depends on the machine's load)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return round((int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK"), 2)
+
+
 def _get(url: str) -> tuple[float, int]:
     started = time.perf_counter()
     with urllib.request.urlopen(url, timeout=300) as response:
@@ -169,6 +176,7 @@ def measure(run_dir: Path) -> dict[str, Any]:
         if address is None:
             raise RuntimeError("the viewer exited before printing its address")
         printed = time.perf_counter() - started
+        startup_cpu = _cpu_seconds(process.pid)
         first_page, _ = _get(address + "episodes")
         memory_at_start = _memory(process.pid)
         requests = {}
@@ -190,6 +198,8 @@ def measure(run_dir: Path) -> dict[str, Any]:
         process.wait(timeout=30)
     return {
         "startup_to_address_s": round(printed, 2),
+        "startup_cpu_s": startup_cpu,
+        "load_average": os.getloadavg()[0],
         "first_table_page_s": first_page,
         "requests_s": requests,
         "memory_mb_after_first_page": memory_at_start,
