@@ -229,3 +229,19 @@ def test_a_record_of_another_schema_is_shown_raw(tmp_path: Path) -> None:
     assert page.status_code == 200
     assert "could not be read as a trajectory" in page.text
     assert "unknown key(s) [&#39;score&#39;]" in page.text
+
+
+def test_a_rollout_run_directory(tmp_path: Path) -> None:
+    """`agentgym rollout`/`eval` keep trajectories.jsonl and one summary at the top."""
+    from agentgym.evaluation import summarize
+
+    episodes = [Trajectory("calc-v0", f"t-{i}", id=f"e-{i}", success=i < 3, reward=float(i < 3))
+                for i in range(4)]  # fmt: skip
+    with TrajectoryStore(tmp_path / "trajectories.jsonl") as store:
+        store.append(episodes)
+    (tmp_path / "summary.json").write_text(json.dumps(summarize(episodes)))
+    client = TestClient(create_app(Viewer(tmp_path), token=TOKEN))
+    html = client.get(f"/{TOKEN}/").text
+    assert "all episodes" in html and "0.750" in html
+    rows = _tags(client.get(f"/{TOKEN}/episodes", params={"phase": "trajectories"}).text)
+    assert len([a for t, a in rows if t == "tr" and "data-episode" in a]) == 4

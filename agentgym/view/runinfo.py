@@ -239,9 +239,12 @@ class RunInfo:
         rows: Any = None
         if summary_path.is_file():
             try:
-                rows = json.loads(summary_path.read_text()).get("rows")
-            except (ValueError, AttributeError):
-                rows = None
+                summary = json.loads(summary_path.read_text())
+            except ValueError:
+                summary = None
+            if isinstance(summary, dict):
+                # A training run's table of stages, or `rollout`/`eval`'s single summary.
+                rows = summary.get("rows", [{"stage": "all episodes", **summary}])
         if isinstance(rows, list):
             info.summary_final = True
         else:  # a run still going: its evaluations so far
