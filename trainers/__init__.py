@@ -7,6 +7,7 @@ class and recipe (``"module:function"``, imported when used).
 
 from __future__ import annotations
 
+from agentgym.trainers.critique import CritiqueConfig
 from agentgym.trainers.eef import EEFConfig
 from agentgym.trainers.envtune import EnvTuneConfig
 from agentgym.trainers.faft import FAFTConfig
@@ -23,6 +24,7 @@ TRAINERS: dict[str, tuple[type, str]] = {
     "leti": (LeTIConfig, "agentgym.trainers.leti:leti_recipe"),
     "grpo": (GRPOConfig, "agentgym.trainers.grpo:grpo_recipe"),
     "envtune": (EnvTuneConfig, "agentgym.trainers.envtune:envtune_recipe"),
+    "critique": (CritiqueConfig, "agentgym.trainers.critique:critique_recipe"),
 }
 
 __all__ = ["TRAINERS"]
