@@ -4,12 +4,12 @@ Holding the real ``clean_Flights_2022.csv`` as one Python object per row took 28
 2.6 GB in every process. :class:`ColumnarFlights` keeps it as a handful of numpy columns
 instead: flight numbers as fixed-width bytes, prices and distances as floats, and the
 low-cardinality text columns (times, durations, dates, cities) as integer codes into one
-shared list of strings. Two sorted indexes make every lookup a binary search: rows ordered
-by (origin, destination, date) for ``FlightSearch`` and rows ordered by flight number for
-the evaluator. Flights are materialised as :class:`~.database.Flight` records only when a
-lookup returns them.
+shared list of strings. Rows are stored sorted by (origin, destination, date), so a
+``FlightSearch`` is a binary search over one sorted key column and reads a contiguous run of
+rows; an index sorted by flight number serves the evaluator. Flights are materialised as
+:class:`~.database.Flight` records only when a lookup returns them, in file order.
 
-:func:`load_flights` parses the CSV in bounded memory (pyarrow, 16 MiB blocks; the rows the
+:func:`load_flights` parses the CSV in bounded memory (pyarrow, 2 MiB blocks; the rows the
 official tools keep, see :mod:`.csv_tables`), and for large files saves the columns under
 the agentgym cache (``$AGENTGYM_CACHE`` or ``~/.cache/agentgym``, in
 ``travelplanner/flights-<key>``, where the key hashes the file's path, size and modification
@@ -48,7 +48,7 @@ __all__ = ["CACHE_MIN_BYTES", "ColumnarFlights", "flight_cache_dir", "load_fligh
 
 #: Files at least this large are cached on disk (memory-mapped); smaller ones stay in memory.
 CACHE_MIN_BYTES = 8 << 20
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 #: CSV bytes parsed at a time: bounds the parser's memory (pyarrow reads a few blocks ahead).
 BLOCK_BYTES = 4 << 20
 #: CSV column -> stored column, for the columns kept as codes into the string list.
@@ -62,7 +62,7 @@ _CODED = {
 }
 _FLOATS = {"Price": "price", "Distance": "distance"}
 REQUIRED_COLUMNS = ("Flight Number", *_FLOATS, *_CODED)
-_INDEXES = ("trip_order", "trip_keys", "number_order", "number_sorted")
+_INDEXES = ("trip_keys", "number_order", "number_sorted")
 _COLUMNS = ("number", *_FLOATS.values(), *_CODED.values())
 
 
@@ -138,8 +138,9 @@ class ColumnarFlights:
                 name: np.zeros(0, dtype="S1" if name == "number" else np.uint16)
                 for name in _COLUMNS
             }
-        arrays = {name: column[:filled] for name, column in arrays.items()}
-        arrays.update(_indexes(arrays, len(strings) + 1))
+        columns = {name: column[:filled] for name, column in arrays.items()}
+        del arrays  # _sorted_by_trip replaces the columns one by one: no second full copy
+        arrays = _sorted_by_trip(columns, len(strings) + 1)
         names = list(strings)
         origins = sorted({names[int(code)] for code in np.unique(arrays["origin"])})
         return cls(arrays, names, origins)
@@ -196,7 +197,7 @@ class ColumnarFlights:
         key = (o * self._base + d) * self._base + day  # type: ignore[operator]
         keys = self._arrays["trip_keys"]
         low, high = np.searchsorted(keys, key, "left"), np.searchsorted(keys, key, "right")
-        return tuple(self._row(int(row)) for row in self._arrays["trip_order"][low:high])
+        return tuple(self._row(row) for row in range(int(low), int(high)))
 
     def with_number(self, number: str) -> tuple[Flight, ...]:
         """Every row with exactly this flight number, in file order."""
@@ -270,25 +271,35 @@ def _line_count(path: Path) -> int:
     return count
 
 
-def _indexes(arrays: Mapping[str, np.ndarray], base: int) -> dict[str, np.ndarray]:
-    """Stable sort orders (file order among equal keys) and the sorted keys."""
-    trip = (arrays["origin"].astype(np.int64) * base + arrays["destination"]) * base
-    trip += arrays["date"]
-    trip_order = np.argsort(trip, kind="stable").astype(np.int32)
-    trip_keys = trip[trip_order]
-    del trip
-    numbers = arrays["number"]
+def _sorted_by_trip(columns: dict[str, np.ndarray], base: int) -> dict[str, np.ndarray]:
+    """The columns reordered by (origin, destination, date), with the two lookup indexes.
+
+    Rows of one trip become contiguous (a search reads a few neighbouring pages, not rows
+    scattered over the whole file); the sort is stable, so they stay in file order. The
+    number index is sorted in *file* order before the reordering and then mapped to the new
+    positions, so a number's first entry is still its first row in the file.
+    """
+    numbers = columns["number"]
     if numbers.dtype.itemsize <= 8:
         # Big-endian integers of the NUL-padded bytes sort like the bytes, twice as fast.
         numbers = numbers.astype("S8").view(">u8")
-    number_order = np.argsort(numbers, kind="stable").astype(np.int32)
+    by_number = np.argsort(numbers, kind="stable")
     del numbers
-    return {
-        "trip_order": trip_order,
-        "trip_keys": trip_keys,
-        "number_order": number_order,
-        "number_sorted": arrays["number"][number_order],
-    }
+    number_sorted = columns["number"][by_number]
+    trip = (columns["origin"].astype(np.int64) * base + columns["destination"]) * base
+    trip += columns["date"]
+    order = np.argsort(trip, kind="stable")
+    trip_keys = trip[order]
+    del trip
+    for name in list(columns):  # in place, so each original is freed once it is copied
+        columns[name] = columns[name][order]
+    position = np.empty(len(order), dtype=np.int32)
+    position[order] = np.arange(len(order), dtype=np.int32)
+    del order
+    columns.update(
+        trip_keys=trip_keys, number_order=position[by_number], number_sorted=number_sorted
+    )
+    return columns
 
 
 # ------------------------------------------------------------------------ cache --
