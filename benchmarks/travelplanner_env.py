@@ -5,7 +5,7 @@ Measured in one run:
 * database build time (fresh, not the cached copy) and row counts, per size;
 * query generation (expert planning included) per query;
 * evaluator throughput: plans judged per second (the expert's plans and plans with one
-  injected error, mixed);
+  injected error, mixed), with the strict rules and with the official script's;
 * tool calls per second through ``env.step`` (two-stage mode: a mix of all six search tools
   and NotebookWrite, parsing included) and directly on :class:`TravelTools`;
 * expert episodes per second in both modes;
@@ -51,7 +51,7 @@ def query_generation(size: str, count: int) -> tuple[float, list]:
     return (time.process_time() - start) / count, queries
 
 
-def evaluator_rate(size: str, queries: list) -> tuple[float, float]:
+def evaluator_rate(size: str, queries: list, evaluator: str = "strict") -> tuple[float, float]:
     db = get_database(size)
     rng = np.random.default_rng(0)
     plans = []
@@ -62,7 +62,10 @@ def evaluator_rate(size: str, queries: list) -> tuple[float, float]:
             plan = inject_error(plan, kind, query, db, rng) or plan
         plans.append(plan)
     start = time.process_time()
-    passed = sum(evaluate(q, p, db).final_pass for q, p in zip(queries, plans, strict=True))
+    passed = sum(
+        evaluate(q, p, db, evaluator=evaluator).final_pass
+        for q, p in zip(queries, plans, strict=True)
+    )
     return len(plans) / (time.process_time() - start), passed / len(plans)
 
 
@@ -151,8 +154,12 @@ def main() -> None:
     get_database(args.size)
     per_query, queries = query_generation(args.size, args.plans)
     print(f"[{args.size}] query generation: {per_query * 1000:.1f} ms per query")
-    rate, passed = evaluator_rate(args.size, queries)
-    print(f"[{args.size}] evaluator: {rate:,.0f} plans/s ({passed:.0%} of the mix pass)")
+    for evaluator in ("strict", "official"):
+        rate, passed = evaluator_rate(args.size, queries, evaluator)
+        print(
+            f"[{args.size}] evaluator ({evaluator}): {rate:,.0f} plans/s "
+            f"({passed:.0%} of the mix pass)"
+        )
     via_env, direct = tool_rates(args.size, args.calls)
     print(f"[{args.size}] tool calls: {via_env:,.0f}/s through env.step, {direct:,.0f}/s direct")
     for mode in ("two-stage", "sole-planning"):
