@@ -170,7 +170,8 @@ class TravelPlannerEnv(TextEnv):
       ``"small"`` (12 states, short listings: compact prompts for small models).
     * ``database_seed``: seed of the generated database.
     * ``data_dir``: the benchmark's ``database`` folder (loads the real tables instead).
-    * ``queries_file``: the benchmark's query file (CSV or JSONL); else queries are generated.
+    * ``queries_file``: a query file of any official split as published (CSV, JSONL, JSON or
+      Parquet); else queries are generated.
     * ``reward_mode``: ``"final"`` or ``"shaped"``.
     * ``evaluator``: ``"strict"`` (the benchmark's intended rules) or ``"official"`` (the
       official script's verdicts, quirks included, for scores comparable with published
@@ -183,7 +184,10 @@ class TravelPlannerEnv(TextEnv):
     * ``max_plan_attempts``: unreadable plans allowed before the episode ends undelivered.
 
     ## Version History
-    * v0: initial version.
+    * v0: initial version. Revised before any release: the real files load as the official
+      tools read them, padded plans are judged on their first ``days`` records, the
+      ``evaluator`` argument, and generated drives of a day or more are no valid
+      information (as the official tool answers).
     """
 
     def __init__(
