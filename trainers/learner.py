@@ -6,9 +6,9 @@ one per fine-tuning phase). :meth:`Learner.step` takes one optimizer step's exam
 cut into micro-batches, and an objective (:mod:`agentgym.trainers.objectives`):
 
 1. weights every example's tokens by the objective's normalisation over the whole step;
-2. for each micro-batch: collate (padded or packed), compute the policy's per-token
-   statistics (:func:`~agentgym.trainers.objectives.token_stats`), the objective's per-token
-   losses, and backpropagate ``sum(weight * loss)``;
+2. for each micro-batch: collate (padded, packed or tree-packed), compute the policy's
+   per-token statistics (:func:`~agentgym.trainers.objectives.token_stats`), the objective's
+   per-token losses, and backpropagate ``sum(weight * loss)``;
 3. clips the gradient norm, steps the optimizer and the schedule.
 
 :func:`score_examples` fills per-token log-probs without gradients (the reference policy's
@@ -47,6 +47,7 @@ from agentgym.trainers.objectives import (
     token_stats,
     trained_values,
 )
+from agentgym.trainers.tree import collate_tree, sharing_groups, tree_attention
 
 __all__ = ["Learner", "lr_factor", "score_examples"]
 
@@ -121,6 +122,13 @@ class Learner:
         packing: Collate micro-batches as padding-free packed rows.
         pad_token_id: Padding id of padded micro-batches.
         gradient_checkpointing: Recompute activations in the backward pass.
+        prefix_sharing: Compute every token run shared by several examples of a step once
+            (:mod:`agentgym.trainers.tree`): the step's examples are regrouped into prefix
+            trees of at most ``max_tree_tokens`` distinct tokens (examples that share a
+            prefix go together, whatever micro-batch they came in), each run as one
+            tree-packed row with per-chunk attention. Same loss and gradients as without
+            (up to rounding); replaces ``packing``, which then does not apply.
+        max_tree_tokens: Memory bound of one tree (tokens actually run through the model).
     """
 
     def __init__(
@@ -136,14 +144,20 @@ class Learner:
         packing: bool = False,
         pad_token_id: int = 0,
         gradient_checkpointing: bool = False,
+        prefix_sharing: bool = False,
+        max_tree_tokens: int = 8192,
     ) -> None:
         if schedule not in SCHEDULES:
             raise ValueError(f"schedule must be one of {', '.join(SCHEDULES)}; got {schedule!r}")
+        if max_tree_tokens < 1:
+            raise ValueError(f"max_tree_tokens must be >= 1, got {max_tree_tokens}")
         self.model = model
         self.max_grad_norm = max_grad_norm
         self.packing = packing
         self.pad_token_id = pad_token_id
         self.gradient_checkpointing = gradient_checkpointing
+        self.prefix_sharing = prefix_sharing
+        self.max_tree_tokens = max_tree_tokens
         self.parameters = [p for p in model.parameters() if p.requires_grad]
         self.optimizer = torch.optim.AdamW(
             self.parameters, lr=learning_rate, weight_decay=weight_decay
@@ -161,12 +175,30 @@ class Learner:
     def _collate(
         self, micro_batch: Sequence[TrainingExample], weights: Sequence[float]
     ) -> dict[str, torch.Tensor]:
-        tensors = (
-            collate_packed(micro_batch, weights=weights)
-            if self.packing
-            else collate(micro_batch, self.pad_token_id, weights=weights)
-        )
+        if self.prefix_sharing:
+            # No N x N mask: tree_attention runs each chunk over the keys it sees.
+            tensors = collate_tree(micro_batch, weights=weights, attention_mask=False)
+        elif self.packing:
+            tensors = collate_packed(micro_batch, weights=weights)
+        else:
+            tensors = collate(micro_batch, self.pad_token_id, weights=weights)
         return {k: v.to(self.device) for k, v in tensors.items()}
+
+    def _groups(
+        self, micro_batches: Sequence[Sequence[TrainingExample]], weights: Sequence[float]
+    ) -> list[tuple[list[TrainingExample], list[float]]]:
+        """The forward passes of a step: the caller's micro-batches, or prefix trees."""
+        flat = [example for micro in micro_batches for example in micro]
+        if self.prefix_sharing:
+            return [
+                ([flat[i] for i in group], [weights[i] for i in group])
+                for group in sharing_groups(flat, self.max_tree_tokens)
+            ]
+        groups, start = [], 0
+        for micro in micro_batches:
+            groups.append((list(micro), list(weights[start : start + len(micro)])))
+            start += len(micro)
+        return groups
 
     def step(
         self,
@@ -180,14 +212,20 @@ class Learner:
         ``constant`` is the normaliser of ``normalisation="constant"``.
         """
         flat = [example for micro in micro_batches for example in micro]
-        weights = iter(normalisation_weights(flat, objective.normalisation, constant=constant))
+        weights = normalisation_weights(flat, objective.normalisation, constant=constant)
         totals: dict[str, float] = defaultdict(float)
-        trained_tokens = 0
+        trained_tokens = input_tokens = 0
         dropout = not getattr(objective, "deterministic", False)
         checkpointing = self.gradient_checkpointing
-        with training_mode(self.model, gradient_checkpointing=checkpointing, dropout=dropout):
-            for micro in micro_batches:
-                batch = self._collate(micro, [next(weights) for _ in micro])
+        # Tree batches run the attention per chunk, in the forward pass and in the
+        # backward pass's recomputation (gradient checkpointing) alike.
+        attention = tree_attention if self.prefix_sharing else _unchanged_attention
+        with (
+            training_mode(self.model, gradient_checkpointing=checkpointing, dropout=dropout),
+            attention(self.model),
+        ):
+            for micro, micro_weights in self._groups(micro_batches, weights):
+                batch = self._collate(micro, micro_weights)
                 stats = token_stats(
                     self.model,
                     batch,
@@ -197,6 +235,7 @@ class Learner:
                 )
                 if stats.count == 0:
                     continue
+                input_tokens += batch["input_ids"].numel()
                 values = {
                     name: trained_values(batch, name)
                     for name in batch
@@ -222,6 +261,7 @@ class Learner:
             "step": self.steps_done,
             "loss": totals.pop("loss", 0.0),
             "trained_tokens": trained_tokens,
+            "input_tokens": input_tokens,  # run through the model: padding in, shared prefixes once
             "learning_rate": self.scheduler.get_last_lr()[0],
             "grad_norm": grad_norm,
         }
@@ -253,30 +293,54 @@ def score_examples(
     top_p: float = 1.0,
     max_tokens_per_micro_batch: int = 4096,
     pad_token_id: int = 0,
+    prefix_sharing: bool = False,
 ) -> list[TrainingExample]:
     """Copies of ``examples`` with ``field`` set to ``model``'s log-probs of their trained tokens.
 
     Used for the reference policy's log-probs (``"reference_logprobs"``; with LoRA, pass the
     model inside ``model.disable_adapter()``) and for recomputing the behaviour log-probs with
     the trainer's own numerics (``"behaviour_logprobs"``). Runs in eval mode, one micro-batch
-    of at most ``max_tokens_per_micro_batch`` padded tokens at a time.
+    of at most ``max_tokens_per_micro_batch`` padded tokens at a time, or with
+    ``prefix_sharing`` one prefix tree of at most that many distinct tokens at a time (shared
+    prompts and prefixes computed once; same values up to rounding). The copies come back
+    in the order of ``examples``.
     """
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
-    scored: list[TrainingExample] = []
-    try:
+    scored: list[TrainingExample | None] = [None] * len(examples)
+    if prefix_sharing:
+        groups = sharing_groups(examples, max_tokens_per_micro_batch)
+    else:
+        groups, start = [], 0
         for micro in _micro_batches(examples, max_tokens_per_micro_batch):
-            batch = {k: v.to(device) for k, v in collate(micro, pad_token_id).items()}
-            stats = token_stats(model, batch, temperature=temperature, top_p=top_p)
-            values = iter(stats.logprobs.float().cpu().tolist())
-            for example in micro:
-                trained = [i > 0 and label != -100 for i, label in enumerate(example.labels)]
-                column = [next(values) if t else 0.0 for t in trained]
-                scored.append(dataclasses.replace(example, **{field: tuple(column)}))
+            groups.append(list(range(start, start + len(micro))))
+            start += len(micro)
+    attention = tree_attention if prefix_sharing else _unchanged_attention
+    try:
+        with attention(model):
+            for group in groups:
+                micro = [examples[i] for i in group]
+                tensors = (
+                    collate_tree(micro, attention_mask=False)
+                    if prefix_sharing
+                    else collate(micro, pad_token_id)
+                )
+                batch = {k: v.to(device) for k, v in tensors.items()}
+                stats = token_stats(model, batch, temperature=temperature, top_p=top_p)
+                values = iter(stats.logprobs.float().cpu().tolist())
+                for index, example in zip(group, micro, strict=True):
+                    trained = [i > 0 and label != -100 for i, label in enumerate(example.labels)]
+                    column = [next(values) if t else 0.0 for t in trained]
+                    scored[index] = dataclasses.replace(example, **{field: tuple(column)})
     finally:
         model.train(was_training)
-    return scored
+    return [example for example in scored if example is not None]
+
+
+@contextlib.contextmanager
+def _unchanged_attention(model: Any) -> Iterator[None]:
+    yield
 
 
 def _micro_batches(

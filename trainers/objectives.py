@@ -49,6 +49,12 @@ from typing import Any, Protocol
 import torch
 
 from agentgym.trainers.data import IGNORE_INDEX, TrainingExample
+from agentgym.trainers.tree import (
+    TreeLayout,
+    ancestor_mask,
+    is_tree_batch,
+    tree_attention_active,
+)
 
 __all__ = [
     "NORMALISATIONS",
@@ -103,6 +109,13 @@ def sampling_logprobs(
         >>> float(logp)  # the least likely token is outside the 0.9 nucleus
         -inf
     """
+    log_probs = _sampling_log_softmax(logits, temperature, top_p)
+    picked = log_probs.gather(-1, targets.unsqueeze(-1)).squeeze(-1)
+    return picked, _entropy(log_probs) if entropy else None
+
+
+def _sampling_log_softmax(logits: torch.Tensor, temperature: float, top_p: float) -> torch.Tensor:
+    """Log-probs of the whole sampling distribution (see :func:`sampling_logprobs`)."""
     scaled = logits.float() / _temperature(temperature)
     if top_p < 1.0:
         ordered, order = torch.sort(scaled, dim=-1, descending=False)
@@ -111,15 +124,16 @@ def sampling_logprobs(
         remove_sorted[..., -1] = False  # always keep the most likely token
         remove = remove_sorted.scatter(-1, order, remove_sorted)
         scaled = scaled.masked_fill(remove, float("-inf"))
-    log_probs = torch.log_softmax(scaled, dim=-1)
-    picked = log_probs.gather(-1, targets.unsqueeze(-1)).squeeze(-1)
-    if not entropy:
-        return picked, None
+    return torch.log_softmax(scaled, dim=-1)
+
+
+def _entropy(log_probs: torch.Tensor) -> torch.Tensor:
+    """Entropy of each row of a (possibly nucleus-restricted) log-prob table."""
     probs = log_probs.exp()
     # Tokens outside the nucleus have p = 0 and log p = -inf: they contribute nothing, and
     # the -inf must not enter a product (0 * -inf is nan, in the value or the gradient).
     finite_log = torch.where(torch.isfinite(log_probs), log_probs, torch.zeros_like(log_probs))
-    return picked, -(probs * finite_log).sum(dim=-1)
+    return -(probs * finite_log).sum(dim=-1)
 
 
 @dataclass
@@ -183,11 +197,14 @@ def token_stats(
 ) -> TokenStats:
     """Run ``model`` on a collated micro-batch; statistics of its trained tokens.
 
-    ``batch`` is padded (``attention_mask``) or packed (``position_ids``); ``labels`` marks
+    ``batch`` is padded (``attention_mask``), packed (``position_ids``) or tree-packed
+    (:func:`~agentgym.trainers.tree.collate_tree`); ``labels`` (``tree_targets``) marks
     the trained tokens. Only positions that predict a trained token are projected onto the
     vocabulary (``logits_to_keep``): in agent episodes most tokens are prompt and
     observations, and full-sequence logits would dominate the memory.
     """
+    if is_tree_batch(batch):
+        return _tree_token_stats(model, batch, temperature, top_p, entropy)
     inputs = _model_inputs(batch)
     targets = batch["labels"][:, 1:]
     # use_cache=False: no KV cache is needed for training, and transformers only reads
@@ -205,6 +222,52 @@ def token_stats(
     return TokenStats(logprobs=logprobs, entropy=entropies)
 
 
+def _tree_token_stats(
+    model: Any,
+    batch: Mapping[str, torch.Tensor],
+    temperature: float,
+    top_p: float,
+    entropy: bool,
+) -> TokenStats:
+    """:func:`token_stats` of a tree-packed row: one logit row per needed position.
+
+    A position shared by several examples is projected onto the vocabulary once; each
+    (example, trained token) gathers its log-prob from it (the same position may predict
+    different tokens for different examples).
+    """
+    index, targets = batch["tree_logit_index"], batch["tree_targets"]
+    if index.numel() == 0:
+        empty = torch.zeros(0, device=index.device)
+        return TokenStats(logprobs=empty, entropy=empty if entropy else None)
+    inputs: dict[str, Any] = {
+        "input_ids": batch["input_ids"],
+        "position_ids": batch["position_ids"],
+    }
+    if tree_attention_active(model):
+        inputs["tree_layout"] = TreeLayout.from_batch(batch)
+    else:  # any attention implementation that accepts a 4-D mask
+        mask = batch.get("attention_mask")
+        if mask is None:
+            size = batch["input_ids"].shape[1]
+            mask = ancestor_mask(batch["tree_chunks"].tolist(), size).to(index.device)
+        if getattr(model.config, "_attn_implementation", None) == "eager":
+            dtype = next(model.parameters()).dtype  # eager adds the mask to the scores
+            mask = torch.zeros(mask.shape, dtype=dtype, device=mask.device).masked_fill(
+                ~mask, torch.finfo(dtype).min
+            )
+        inputs["attention_mask"] = mask
+    keep, inverse = torch.unique(index, sorted=True, return_inverse=True)
+    if _supports_logits_to_keep(model):
+        logits = model(**inputs, use_cache=False, logits_to_keep=keep).logits[0]
+    else:
+        logits = model(**inputs, use_cache=False).logits[0, keep]
+    log_probs = _sampling_log_softmax(logits, temperature, top_p)
+    return TokenStats(
+        logprobs=log_probs[inverse, targets],
+        entropy=_entropy(log_probs)[inverse] if entropy else None,
+    )
+
+
 def trained_values(batch: Mapping[str, torch.Tensor], name: str) -> torch.Tensor:
     """A collated per-token field at the trained positions, in :func:`token_stats`'s order.
 
@@ -213,6 +276,8 @@ def trained_values(batch: Mapping[str, torch.Tensor], name: str) -> torch.Tensor
     >>> trained_values(batch, "advantages").tolist()
     [1.0, 2.0, 3.0]
     """
+    if is_tree_batch(batch):  # already one value per (example, trained token)
+        return batch[name]
     trained = batch["labels"][:, 1:] != IGNORE_INDEX
     return batch[name][:, 1:][trained]
 

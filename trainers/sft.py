@@ -60,6 +60,13 @@ class SFTConfig:
             token budget of each packed row.
         packing: Pack a step's examples into padding-free rows of at most
             ``max_tokens_per_micro_batch`` tokens (``micro_batch_size`` is then ignored).
+        prefix_sharing: Compute every prefix that several examples of a step share once
+            (the prompt of a task's samples, a restart's parent episode): the step's examples
+            form prefix trees of at most ``max_tokens_per_micro_batch`` distinct tokens, each
+            one packed row (:mod:`agentgym.trainers.tree`). Same loss and gradients up to
+            rounding, far less compute when examples share prompts; supersedes ``packing``
+            and ``micro_batch_size``. Examples that share nothing cost about what packing
+            costs.
         weight_decay: AdamW weight decay.
         warmup_ratio: Fraction of steps with a linear warmup.
         schedule: ``"cosine"`` (to 10% of the peak) or ``"constant"`` after warmup.
@@ -79,6 +86,7 @@ class SFTConfig:
     micro_batch_size: int = 4
     max_tokens_per_micro_batch: int = 8192
     packing: bool = False
+    prefix_sharing: bool = True
     weight_decay: float = 0.0
     warmup_ratio: float = 0.1
     schedule: str = "cosine"
@@ -108,7 +116,7 @@ class SFTConfig:
             )
         if not 0 <= self.warmup_ratio < 1:
             problems.append(f"warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
-        for name in ("packing", "gradient_checkpointing"):
+        for name in ("packing", "prefix_sharing", "gradient_checkpointing"):
             # YAML and Hydra overrides give real booleans; anything else (a string such as
             # "maybe") would silently count as true.
             if not isinstance(getattr(self, name), bool):
@@ -183,6 +191,8 @@ def train_sft(
         max_grad_norm=config.max_grad_norm,
         packing=config.packing,
         pad_token_id=pad_token_id,
+        prefix_sharing=config.prefix_sharing,
+        max_tree_tokens=config.max_tokens_per_micro_batch,
     )
     objective = SFTObjective()
     history: list[dict[str, float]] = []
