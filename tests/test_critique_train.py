@@ -13,6 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from agentgym.core.trajectory import TrajectoryStore
+from agentgym.critique import parse_critique
 
 TINY = [
     "trainer=critique", "env=codeexec", "model=tiny-random-llama", "engine=hf", "num_envs=4",
@@ -100,3 +101,44 @@ def test_critique_trainer_runs_and_resumes_after_kill_without_redoing_work(
     summary = json.loads((run_dir / "summary.json").read_text())
     assert [row["iteration"] for row in summary["rows"]] == [0, 1]
     assert "critique iteration 1" in result.stdout
+
+
+def test_critic_trainer_learns_from_oracle_critiques_and_measures_verdicts(
+    tmp_path: Path,
+) -> None:
+    run_dir = tmp_path / "critic"
+    command = [
+        sys.executable, "-m", "agentgym.cli", "train", "trainer=critic", "env=codeexec",
+        "model=tiny-random-llama", "engine=hf", "num_envs=4", "sampling.max_tokens=12",
+        "eval.episodes=3", "sft.epochs=1", "sft.learning_rate=1e-3", "progress=false",
+        "env.kwargs.max_attempts=1", "trainer.train_tasks=3", "trainer.critique_tokens=16",
+        "trainer.expert_episodes_per_task=2", "expert.error_rate=0.5", f"run_dir={run_dir}",
+    ]  # fmt: skip
+    result = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stderr[-3000:]
+    stores = run_dir / "trajectories"
+    with TrajectoryStore(stores / "expert.jsonl", readonly=True) as store:
+        expert = {t.id: t for t in store}
+    with TrajectoryStore(stores / "critiques-train.jsonl", readonly=True) as store:
+        critiques = list(store)
+    # 3 tasks x (2 policy + 2 expert episodes) x 1 step; each critique is the oracle's
+    # verdict on that step, which for one-attempt CodeExec is the episode's success.
+    assert len(critiques) == 12
+    for critique in critiques:
+        assert critique.messages[-1].trainable and critique.messages[-1].role == "assistant"
+        assert parse_critique(critique.messages[-1].content).verdict is critique.metadata[
+            "verdict"]  # fmt: skip
+        if critique.parent_id in expert:
+            assert critique.metadata["verdict"] is expert[critique.parent_id].success
+    verdicts = {c.metadata["verdict"] for c in critiques}
+    assert verdicts == {True, False}  # the expert's injected errors give wrong proposals
+    ledger = [json.loads(line) for line in (run_dir / "ledger.jsonl").open()]
+    data = next(e["result"] for e in ledger if e["phase"] == "critiques")
+    assert data["train_examples"] == 2 * min(data["train_wrong"], 12 - data["train_wrong"])
+    measured = [e["result"] for e in ledger if e["phase"] == "critic_eval"]
+    assert [m["iteration"] for m in measured] == [0, 1]
+    for metrics in measured:
+        assert metrics["proposals"] == 3 and 0.0 <= metrics["readable"] <= 1.0
+        assert metrics["success_rate"] == metrics["accuracy"]
+    train = next(e["result"] for e in ledger if e["phase"] == "train")
+    assert train["examples"] == data["train_examples"] and train["trained_tokens"] > 0

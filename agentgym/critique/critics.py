@@ -61,6 +61,7 @@ __all__ = [
     "ModelCritic",
     "OpenAICritic",
     "OracleCritic",
+    "critic_conversation",
     "make_critic",
     "openai_critic",
 ]
@@ -122,6 +123,17 @@ class OracleCritic(Critic):
             self.runner.close()
 
 
+def critic_conversation(
+    request: CritiqueRequest,
+    *,
+    system_prompt: str = CRITIC_SYSTEM_PROMPT,
+    max_history_chars: int = 6000,
+) -> list[dict[str, str]]:
+    """The chat a model critic answers for ``request`` (also the prompt of critic training)."""
+    prompt = critic_prompt(request, max_history_chars=max_history_chars)
+    return [{"role": "system", "content": system_prompt}, {"role": "user", "content": prompt}]
+
+
 class ModelCritic(Critic):
     """A language model prompted to critique (any engine).
 
@@ -154,11 +166,8 @@ class ModelCritic(Critic):
 
     def conversation(self, request: CritiqueRequest) -> list[dict[str, str]]:
         """The chat the critic model answers for ``request``."""
-        prompt = critic_prompt(request, max_history_chars=self.max_history_chars)
-        return [
-            {"role": "system", "content": self.system_prompt},
-            {"role": "user", "content": prompt},
-        ]
+        return critic_conversation(request, system_prompt=self.system_prompt,
+                                   max_history_chars=self.max_history_chars)  # fmt: skip
 
     def critique(self, requests: Sequence[CritiqueRequest]) -> list[Critique]:
         if not requests:

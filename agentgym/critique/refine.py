@@ -48,6 +48,7 @@ __all__ = [
     "episode_view",
     "refine_failures",
     "refinement_id",
+    "step_requests",
 ]
 
 
@@ -130,6 +131,15 @@ def _request(episode: _Episode, step: int, proposal: str) -> CritiqueRequest:
         actions=tuple(s.action for s in trajectory.steps[:step]), proposal=proposal,
         system_prompt=episode.system_prompt, transcript=_transcript(episode, step),
     )  # fmt: skip
+
+
+def step_requests(trajectory: Trajectory) -> list[CritiqueRequest]:
+    """One critique request per step of a stored episode: the state before it, its action."""
+    if trajectory.episode_seed is None:
+        raise ValueError(f"Trajectory {trajectory.id} has no episode_seed; it cannot be replayed.")
+    system, observations = episode_view(trajectory)
+    episode = _Episode(trajectory, system, observations)
+    return [_request(episode, k, step.action) for k, step in enumerate(trajectory.steps)]
 
 
 def _seed(base: int | None, *parts: object) -> int:
