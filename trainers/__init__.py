@@ -7,6 +7,7 @@ class and recipe (``"module:function"``, imported when used).
 
 from __future__ import annotations
 
+from agentgym.trainers.critic import CriticConfig
 from agentgym.trainers.critique import CritiqueConfig
 from agentgym.trainers.eef import EEFConfig
 from agentgym.trainers.envtune import EnvTuneConfig
@@ -25,6 +26,7 @@ TRAINERS: dict[str, tuple[type, str]] = {
     "grpo": (GRPOConfig, "agentgym.trainers.grpo:grpo_recipe"),
     "envtune": (EnvTuneConfig, "agentgym.trainers.envtune:envtune_recipe"),
     "critique": (CritiqueConfig, "agentgym.trainers.critique:critique_recipe"),
+    "critic": (CriticConfig, "agentgym.trainers.critic:critic_recipe"),
 }
 
 __all__ = ["TRAINERS"]
