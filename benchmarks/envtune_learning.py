@@ -8,13 +8,15 @@ Protocol (fixed before any result was seen; every run is reported):
   nothing to learn from);
 * warm start, per seed: ``trainer=sft`` on the expert's successes on 16 training tasks
   (lr 1e-4, 3 epochs), the same SFT as ``benchmarks/tooluse_learning.py``;
-* then, from that checkpoint and at an equal rollout budget of 128 sampled episodes:
-  - ``grpo``: GRPO, binary reward, one advantage per episode (4 iterations x 4 tasks x G=8);
+* then, from that checkpoint and at an equal rollout budget of 96 sampled episodes:
+  - ``grpo``: GRPO, binary reward, one advantage per episode (3 iterations x 4 tasks x G=8);
   - ``grpo-turn``: the same with turn-level credit (``advantage=turn``, per-turn progress);
-  - ``envtune``: Environment Tuning, 4 iterations walking the default curriculum (format
-    reward with hints on base tasks -> progress reward with hints -> every category with
-    hints -> hints off), one stage per iteration;
-  - ``rft``: rejection-sampling fine-tuning, 2 iterations x 16 tasks x K=4 samples, the
+  - ``envtune``: Environment Tuning, 3 iterations walking a three-stage curriculum on the
+    training distribution, one stage per iteration: format reward with actionable hints ->
+    progress reward with hints -> progress reward without hints (the paper's "advanced"
+    stage, which adds harder categories, is left out: the budget allows three iterations
+    and the held-out tasks are base-category tasks);
+  - ``rft``: rejection-sampling fine-tuning, 2 iterations x 12 tasks x K=4 samples, the
     successes kept and fine-tuned on (lr 1e-4, 3 epochs, no expert data);
   the three RL runs share every policy-gradient setting (lr 1e-5, 2 optimizer steps per
   iteration, clip 0.2 / 0.28, token-level loss, no KL);
@@ -54,25 +56,32 @@ ENV = [
 ]  # fmt: skip
 #: Fine-tuning settings of the SFT warm start and of RFT's phases.
 SFT = ["sft.learning_rate=1e-4", "sft.epochs=3"]
-#: Every policy-gradient run: 4 iterations x 4 tasks x G = 8 = 128 sampled episodes.
+#: Every policy-gradient run: 3 iterations x 4 tasks x G = 8 = 96 sampled episodes.
 RL = [
-    "model.name={start}", "trainer.iterations=4", "trainer.train_tasks=16",
+    "model.name={start}", "trainer.iterations=3", "trainer.train_tasks=12",
     "trainer.tasks_per_iteration=4", "trainer.group_size=8", "trainer.learning_rate=1e-5",
-    "trainer.mini_batches=2", "trainer.warm_start_tasks=0", "trainer.eval_every=4",
+    "trainer.mini_batches=2", "trainer.warm_start_tasks=0", "trainer.eval_every=3",
 ]  # fmt: skip
+#: The study's curriculum: one iteration per stage, base-category tasks throughout.
+STAGES = (
+    "trainer.stages=["
+    "{name:syntax,reward_mode:format,augment:true,advance_when:{max_evaluations:1}},"
+    "{name:basic,reward_mode:progress,augment:true,advance_when:{max_evaluations:1}},"
+    "{name:alignment,reward_mode:progress,augment:false,advance_when:{max_evaluations:1}}]"
+)
 METHODS: dict[str, list[str]] = {
     "sft": ["trainer=sft", "trainer.train_tasks=16"],
     "grpo": ["trainer=grpo", *RL, "trainer.advantage=episode"],
     "grpo-turn": ["trainer=grpo", *RL, "trainer.advantage=turn"],
-    "envtune": ["trainer=envtune", *RL, "trainer.validation_tasks=4"],
+    "envtune": ["trainer=envtune", *RL, "trainer.validation_tasks=4", STAGES],
     "rft": [
-        "trainer=rft", "model.name={start}", "trainer.iterations=2", "trainer.train_tasks=16",
+        "trainer=rft", "model.name={start}", "trainer.iterations=2", "trainer.train_tasks=12",
         "trainer.samples_per_task=4", "trainer.expert_episodes_per_task=0",
     ],
 }  # fmt: skip
 #: Where each method's final weights are.
-FINAL_CHECKPOINT = {"sft": "iter-1", "grpo": "policy-4", "grpo-turn": "policy-4",
-                    "envtune": "policy-4", "rft": "iter-2"}  # fmt: skip
+FINAL_CHECKPOINT = {"sft": "iter-1", "grpo": "policy-3", "grpo-turn": "policy-3",
+                    "envtune": "policy-3", "rft": "iter-2"}  # fmt: skip
 OOD = ["env.kwargs.domains=[vehicle]"]
 LABELS = {
     "sft": "SFT warm start", "grpo": "GRPO (episode advantage)",
@@ -176,7 +185,7 @@ def write_report(rows: list[dict[str, Any]], meta: dict[str, Any], runs: Any, ou
         "# Learning from reward: SmolLM2-135M on ToolUse-v0 (easy subset)", "",
         f"Seeds {meta['seeds']}; greedy; {meta['eval_episodes']} held-out test tasks (messaging "
         "+ travel) and as many out-of-distribution tasks (vehicle backend) per evaluation. "
-        "Every method starts from the same SFT checkpoint per seed and samples 128 training "
+        "Every method starts from the same SFT checkpoint per seed and samples 96 training "
         "episodes. Success pooled over seeds with a Wilson 95% interval.", "",
         "| method | held-out | 95% CI | per seed | out of distribution | 95% CI | per seed |",
         "|---|---|---|---|---|---|---|",
@@ -215,7 +224,7 @@ def plot(rows: list[dict[str, Any]], path: Path) -> None:
                     fontsize=8)  # fmt: skip
     axis.set_ylim(0, 1)
     axis.set_ylabel("greedy success (95% CI)")
-    axis.set_title("SmolLM2-135M, ToolUse-v0 easy subset: 128 training episodes per method")
+    axis.set_title("SmolLM2-135M, ToolUse-v0 easy subset: 96 training episodes per method")
     axis.legend()
     figure.tight_layout()
     figure.savefig(path, dpi=120)
