@@ -63,6 +63,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from agentgym.envs.codeexec import judge
+from agentgym.envs.codeexec._harness import CPU_LIMIT_EXIT
 from agentgym.envs.codeexec._session import Session
 from agentgym.envs.codeexec.isolation import (
     ALL_PROTECTIONS,
@@ -412,9 +413,9 @@ def _interpret(
 
 def _crash_reason(exit_code: int | None, cpu_seconds: float, phase: str, limits: Limits) -> str:
     """Why the interpreter died, in words for the agent."""
-    # The kernel enforces the limit on exact run time, but rusage reports tick samples,
-    # which under heavy load fall up to ~15% short of it.
-    if cpu_seconds >= 0.75 * limits.cpu_seconds:
+    # The harness exits with CPU_LIMIT_EXIT on SIGXCPU; a program that blocks that signal
+    # is killed a second later, when rusage (which reads up to ~20% low under load) shows it.
+    if exit_code == CPU_LIMIT_EXIT or cpu_seconds >= limits.cpu_seconds:
         return f"timeout: the program used more than {limits.cpu_seconds} s of CPU time"
     where = {"starting": "while the sandbox was starting", "loading": "while loading your code",
              "testing": "before all tests had run"}[phase]  # fmt: skip
