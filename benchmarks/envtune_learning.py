@@ -65,9 +65,9 @@ RL = [
 #: The study's curriculum: one iteration per stage, base-category tasks throughout.
 STAGES = (
     "trainer.stages=["
-    "{name:syntax,reward_mode:format,augment:true,advance_when:{max_evaluations:1}},"
-    "{name:basic,reward_mode:progress,augment:true,advance_when:{max_evaluations:1}},"
-    "{name:alignment,reward_mode:progress,augment:false,advance_when:{max_evaluations:1}}]"
+    "{name:syntax,reward_mode:format,augment:true,advance_when:{min_evaluations:1,max_evaluations:1}},"
+    "{name:basic,reward_mode:progress,augment:true,advance_when:{min_evaluations:1,max_evaluations:1}},"
+    "{name:alignment,reward_mode:progress,augment:false,advance_when:{min_evaluations:1,max_evaluations:1}}]"
 )
 METHODS: dict[str, list[str]] = {
     "sft": ["trainer=sft", "trainer.train_tasks=16"],

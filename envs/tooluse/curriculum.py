@@ -61,6 +61,12 @@ class Plateau:
     def __post_init__(self) -> None:
         if self.patience < 1 or self.min_evaluations < 1:
             raise ValueError("patience and min_evaluations must be >= 1")
+        if self.max_evaluations is not None and self.max_evaluations < self.min_evaluations:
+            raise ValueError(
+                f"max_evaluations={self.max_evaluations} is below min_evaluations="
+                f"{self.min_evaluations} (the stage could never end by max_evaluations); "
+                "lower min_evaluations too"
+            )
 
     def reached(self, history: Sequence[float]) -> bool:
         """Whether a stage with these reported metrics (oldest first) is done."""
