@@ -52,8 +52,10 @@ from agentgym.evaluation import wilson_interval
 ENV = [
     "env=tooluse", "env.kwargs.difficulty=easy", "env.kwargs.categories=[base]",
     "env.kwargs.domains=[messaging,travel]", "max_context_tokens=2048", "max_turns=6",
-    "sft.micro_batch_size=1",
 ]  # fmt: skip
+#: Memory: one episode per forward pass, activations recomputed in the backward pass (the
+#: same loss and weights; two runs of ~8 GB each did not fit beside the other jobs).
+MEMORY = ["sft.micro_batch_size=1", "sft.gradient_checkpointing=true"]
 #: Fine-tuning settings of the SFT warm start and of RFT's phases.
 SFT = ["sft.learning_rate=1e-4", "sft.epochs=3"]
 #: Every policy-gradient run: 3 iterations x 4 tasks x G = 8 = 96 sampled episodes.
@@ -120,7 +122,8 @@ def train(method: str, seed: int, args: argparse.Namespace) -> dict[str, Any]:
     share_start_evaluation(method, seed, args)
     overrides = [o.format(start=start_checkpoint(seed, args)) for o in METHODS[method]]
     command = [
-        sys.executable, "-m", "agentgym.cli", "train", *ENV, *SFT, *overrides, f"seed={seed}",
+        sys.executable, "-m", "agentgym.cli", "train", *ENV, *MEMORY, *SFT, *overrides,
+        f"seed={seed}",
         f"eval.episodes={args.eval_episodes}", f"run_dir={run_dir(method, seed, args)}",
         f"progress={'true' if args.progress else 'false'}",
     ]  # fmt: skip
@@ -145,7 +148,7 @@ def evaluate_ood(method: str, seed: int, args: argparse.Namespace) -> dict[str, 
         checkpoint = run_dir(method, seed, args) / "checkpoints" / FINAL_CHECKPOINT[method]
         shutil.rmtree(out, ignore_errors=True)
         command = [
-            sys.executable, "-m", "agentgym.cli", "eval", *ENV[:-1], *OOD, "engine=vllm",
+            sys.executable, "-m", "agentgym.cli", "eval", *ENV, *OOD, "engine=vllm",
             f"model={checkpoint}", f"episodes={args.eval_episodes}", f"seed={seed}",
             f"run_dir={out}", f"progress={'true' if args.progress else 'false'}",
         ]  # fmt: skip
