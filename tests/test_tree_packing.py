@@ -26,6 +26,7 @@ from agentgym.trainers.objectives import (
 )
 from agentgym.trainers.sft import SFTConfig, train_sft
 from agentgym.trainers.tree import (
+    TREE_ATTENTION,
     ancestor_mask,
     build_prefix_tree,
     collate_tree,
@@ -286,6 +287,20 @@ def test_eager_attention_gets_an_additive_mask() -> None:
     padded = token_stats(model, collate(examples, 0))
     tree = token_stats(model, collate_tree(examples, attention_mask=False))
     torch.testing.assert_close(tree.logprobs, padded.logprobs, atol=1e-5, rtol=0)
+
+
+def test_a_model_whose_attention_bypasses_the_tree_attention_is_refused(tiny, monkeypatch) -> None:
+    from transformers import AttentionInterface
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+    batch = collate_tree(_trees(random.Random(4), prompt=8, completion=4)["group"],
+                         attention_mask=False)  # fmt: skip
+    with tree_attention(tiny):
+        # As if the model computed plain causal attention whatever the dispatch says.
+        mapping = AttentionInterface._global_mapping
+        monkeypatch.setitem(mapping, TREE_ATTENTION, sdpa_attention_forward)
+        with pytest.raises(RuntimeError, match="4-D mask path"):
+            token_stats(tiny, batch)
 
 
 def test_lora_with_gradient_checkpointing_equals_the_unshared_step() -> None:

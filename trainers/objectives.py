@@ -243,8 +243,9 @@ def _tree_token_stats(
         "input_ids": batch["input_ids"],
         "position_ids": batch["position_ids"],
     }
+    layout = None
     if tree_attention_active(model):
-        inputs["tree_layout"] = TreeLayout.from_batch(batch)
+        inputs["tree_layout"] = layout = TreeLayout.from_batch(batch)
     else:  # any attention implementation that accepts a 4-D mask
         mask = batch.get("attention_mask")
         if mask is None:
@@ -261,6 +262,13 @@ def _tree_token_stats(
         logits = model(**inputs, use_cache=False, logits_to_keep=keep).logits[0]
     else:
         logits = model(**inputs, use_cache=False).logits[0, keep]
+    if layout is not None and layout.attention_calls == 0:
+        raise RuntimeError(
+            f"{type(model).__name__} did not run its attention through the tree attention "
+            "(it does not dispatch through transformers' AttentionInterface), so it attended "
+            "causally across the whole tree row. Run it outside tree_attention(model) with "
+            "collate_tree(..., attention_mask=True): the 4-D mask path."
+        )
     log_probs = _sampling_log_softmax(logits, temperature, top_p)
     return TokenStats(
         logprobs=log_probs[inverse, targets],

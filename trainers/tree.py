@@ -189,13 +189,17 @@ class TreeLayout:
     """The chunks of a tree-packed row as the attention function needs them.
 
     Built once per forward pass from the batch's ``tree_chunks``; caches each chunk's small
-    ``(chunk, visible keys)`` mask per device (shared by all layers).
+    ``(chunk, visible keys)`` mask per device (shared by all layers). ``attention_calls``
+    counts the layers that used it, so a model whose attention bypasses
+    ``transformers``' attention dispatch is caught instead of silently attending causally
+    across the whole row.
     """
 
     def __init__(self, chunks: Sequence[tuple[int, int, int]]) -> None:
         self.chunks = tuple(tuple(int(v) for v in chunk) for chunk in chunks)
         self.visible = _visible_ranges(self.chunks)  # type: ignore[arg-type]
         self._masks: dict[tuple[int, torch.device], torch.Tensor | None] = {}
+        self.attention_calls = 0
 
     @classmethod
     def from_batch(cls, batch: Mapping[str, torch.Tensor]) -> TreeLayout:
@@ -242,6 +246,7 @@ def tree_sdpa_attention(
     # Grouped-query attention without copying the keys per head group: the per-chunk key
     # slices are saved for the backward pass, a third the size with kv heads only.
     gqa = query.shape[1] != key.shape[1]
+    tree_layout.attention_calls += 1
     outputs = []
     for index, (start, end, _) in enumerate(tree_layout.chunks):
         ranges = tree_layout.visible[index]
