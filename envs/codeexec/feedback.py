@@ -136,8 +136,11 @@ def execution_feedback(
 def _outcome(test: TestResult) -> str:
     """A failing test in words that carry nothing of its inputs or expected values."""
     if test.outcome == "exception":
-        return f"your function raised {test.exception}" if test.exception else (
-            "your function raised an exception")  # fmt: skip
+        return (
+            f"your function raised {test.exception}"
+            if test.exception
+            else ("your function raised an exception")
+        )
     return {
         "wrong_result": "wrong result",
         "bad_value": "your function returned a value that is not plain data (return only "

@@ -254,9 +254,9 @@ def _stage(expose: Sequence[str]) -> str | None:
 
 
 _PROBE_PROGRAM = """
-import os, sys
+import marshal, os, sys
 
-def probe(modules):
+def probe(modules, harness):
     if modules is None:
         folders = [p for p in sys.path if p.endswith("lib-dynload") and os.path.isdir(p)]
         modules = sorted({n.split(".")[0] for f in folders for n in os.listdir(f)
@@ -279,14 +279,24 @@ def probe(modules):
     except BaseException:
         stdlib = False
     return {"path": [p for p in sys.path if p], "mapped": mapped, "loaded": loaded,
-            "stdlib": stdlib,
-            "uid": os.getuid(), "pid": os.getpid(), "processes": len(
-                [p for p in os.listdir("/proc") if p.isdigit()]),
-            "no_new_privs": status.get("NoNewPrivs", "").strip()}
+            "stdlib": stdlib, "uid": os.getuid(), "pid": os.getpid(),
+            "no_new_privs": status.get("NoNewPrivs", "").strip(),
+            "harness": marshal.dumps(compile(harness, "<string>", "exec"))}
 """
 
 
-def command(python: str, namespaces: Sequence[str], *, user_namespace: bool) -> list[str]:
+# Runs the harness from its code object, compiled once by this very interpreter (in the
+# probe): compiling the harness's source costs more than a millisecond per run.
+_BOOTSTRAP = "import marshal, sys; exec(marshal.loads(bytes.fromhex(sys.argv.pop(1))))"
+
+
+def command(
+    python: str, namespaces: Sequence[str], *, user_namespace: bool, harness: bytes | None = None
+) -> list[str]:
+    """The command line of one run, without the settings argument.
+
+    ``harness`` is the harness's marshalled code (``None``: its source, compiled per run).
+    """
     prefix: list[str] = []
     if namespaces:
         unshare = shutil.which("unshare") or "/usr/bin/unshare"
@@ -296,10 +306,12 @@ def command(python: str, namespaces: Sequence[str], *, user_namespace: bool) -> 
         prefix.append("--")
     # -S: no site-packages; -s: no user site; -B: no .pyc files. The environment is ours
     # (PYTHONHASHSEED=0 keeps set/dict order of strings reproducible), so no -E/-I.
-    return [*prefix, python, "-S", "-s", "-B", "-c", _HARNESS_SOURCE]
+    code = [_BOOTSTRAP, harness.hex()] if harness else [_HARNESS_SOURCE]
+    return [*prefix, python, "-S", "-s", "-B", "-c", *code]
 
 
 def minimal_env(home: str) -> dict[str, str]:
+    """The run's whole environment: nothing of the parent's is passed on."""
     return {
         "PATH": "/usr/local/bin:/usr/bin:/bin",
         "LANG": "C.UTF-8",
@@ -315,6 +327,8 @@ def minimal_env(home: str) -> dict[str, str]:
 
 @dataclass(frozen=True)
 class Capabilities:
+    """What :func:`detect_protections` found: the interpreter, protections and allowlist."""
+
     python: str
     protections: frozenset[str]
     user_namespace: bool
@@ -323,6 +337,7 @@ class Capabilities:
     stage: str | None
     notes: tuple[str, ...]
     cgroups: MemoryCgroups | None
+    harness: bytes | None = None
 
 
 def harness_settings(limits: Limits, **extra: object) -> dict:
@@ -348,20 +363,30 @@ _HOST_MOUNT_NAMESPACE = os.readlink("/proc/self/ns/mnt")
 _PROBE_LIMITS = Limits(timeout_s=30, memory_mb=1024, processes=64, startup_timeout_s=30)
 
 
-def _probe(python: str, settings: dict, namespaces: Sequence[str], *, user_namespace: bool,
-           workdir: str, modules: list[str] | None) -> dict | None:  # fmt: skip
+def _probe(
+    python: str,
+    settings: dict,
+    namespaces: Sequence[str],
+    *,
+    user_namespace: bool,
+    workdir: str,
+    modules: list[str] | None,
+) -> dict | None:
     """Run the probe program with these protections; what it reports, or None."""
     session = Session(_PROBE_LIMITS)
     private = bool(settings.get("private_mounts"))
     try:
-        session.start(command(python, namespaces, user_namespace=user_namespace),
-                      cwd="/" if private else workdir, settings=settings,
-                      env=minimal_env("/tmp/work" if private else workdir))  # fmt: skip
+        session.start(
+            command(python, namespaces, user_namespace=user_namespace),
+            cwd="/" if private else workdir,
+            env=minimal_env("/tmp/work" if private else workdir),
+            settings=settings,
+        )
         session.send({"program": _PROBE_PROGRAM})
         loaded = session.wait_for_program()
         if loaded is None or loaded.get("status") != "ok":
             return None
-        facts = session.call("probe", (modules,), {})
+        facts = session.call("probe", (modules, _HARNESS_SOURCE), {})
     except (judge.RunOver, judge.ProgramError, OSError) as exc:
         logger.debug("sandbox probe failed: %s", exc)
         return None
@@ -391,8 +416,9 @@ def lease_uids(count: int, uid_base: int) -> tuple[list[int], list[int]]:
     for uid in range(uid_base, _LAST_UID + 1):
         if len(uids) == count:
             break
-        fd = os.open(os.path.join(_LEASE_DIR, str(uid)), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC,
-                     0o600)  # fmt: skip
+        fd = os.open(
+            os.path.join(_LEASE_DIR, str(uid)), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600
+        )
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
@@ -443,19 +469,22 @@ def detect_protections(uid_base: int = 64_000) -> Capabilities:
             for python in _candidate_interpreters():
                 owner = {} if probe_uid is None else {"uid": probe_uid, "gid": probe_uid}
                 os.chown(workdir, probe_uid or os.geteuid(), probe_uid or os.getegid())
-                facts = _probe(python, harness_settings(_PROBE_LIMITS, **owner), (),
-                               user_namespace=False, workdir=workdir, modules=None)  # fmt: skip
-                if facts is None or facts.get("stdlib") is not True:
-                    if probe_uid is not None:
-                        notes.append(f"{python} cannot run as uid {probe_uid} "
-                                     "(not readable by others?)")  # fmt: skip
-                    continue
-                return _strongest(python, facts, owner, bool(unshare), workdir, notes)
+                settings = harness_settings(_PROBE_LIMITS, **owner)
+                facts = _probe(
+                    python, settings, (), user_namespace=False, workdir=workdir, modules=None
+                )
+                if facts is not None and facts.get("stdlib") is True:
+                    return _strongest(python, facts, owner, bool(unshare), workdir, notes)
+                if probe_uid is not None:
+                    notes.append(
+                        f"{python} cannot run as uid {probe_uid} (not readable by others?)"
+                    )
     raise RuntimeError("No Python interpreter can run in the sandbox: " + "; ".join(notes) + ".")
 
 
-def _strongest(python: str, facts: dict, owner: dict, unshare: bool, workdir: str,
-               notes: list[str]) -> Capabilities:  # fmt: skip
+def _strongest(
+    python: str, facts: dict, owner: dict, unshare: bool, workdir: str, notes: list[str]
+) -> Capabilities:
     """Probe the protection sets from the strongest down; the first that works."""
     root = os.geteuid() == 0
     expose, mask = _readable_paths(python, facts)
@@ -463,28 +492,45 @@ def _strongest(python: str, facts: dict, owner: dict, unshare: bool, workdir: st
     modules = [str(name) for name in facts.get("loaded", [])]
     cgroups, why = MemoryCgroups.find() if root else (None, "not root")
     if cgroups is None:
-        notes.append(f"no memory cgroup ({why}): a run's memory is bounded by processes x "
-                     "memory_mb")  # fmt: skip
+        notes.append(
+            f"no memory cgroup ({why}): a run's memory is bounded by processes x memory_mb"
+        )
     # (namespaces, private file system); the private root needs its own mount namespace.
     ladder: list[tuple[tuple[str, ...], bool]] = [((), False)]
     if unshare:
-        ladder = [(("--net", "--pid", "--ipc", "--uts", "--mount"), True),
-                  (("--net", "--pid", "--ipc", "--uts"), False), (("--net",), False),
-                  *ladder]  # fmt: skip
+        ladder = [
+            (("--net", "--pid", "--ipc", "--uts", "--mount"), True),
+            (("--net", "--pid", "--ipc", "--uts"), False),
+            (("--net",), False),
+            *ladder,
+        ]
     for namespaces, private in ladder:
         if private and stage is None:
             continue
-        for cgroup in (True, False) if cgroups is not None and root else (False,):
-            settings = harness_settings(_PROBE_LIMITS, **owner, private_mounts=private, drop=True,
-                                 expose=list(expose), mask=list(mask), stage=stage)  # fmt: skip
-            path = cgroups.create(_PROBE_LIMITS) if cgroup and cgroups else None
-            settings["cgroup"] = path
+        for cgroup in (True, False) if cgroups is not None else (False,):
+            settings = harness_settings(
+                _PROBE_LIMITS,
+                **owner,
+                private_mounts=private,
+                drop=True,
+                expose=list(expose),
+                mask=list(mask),
+                stage=stage,
+            )
+            path = settings["cgroup"] = cgroups.create(_PROBE_LIMITS) if cgroup else None
             try:
-                result = _probe(python, settings, namespaces, user_namespace=bool(namespaces)
-                                and not root, workdir=workdir, modules=modules)  # fmt: skip
+                user_namespace = bool(namespaces) and not root
+                result = _probe(
+                    python,
+                    settings,
+                    namespaces,
+                    user_namespace=user_namespace,
+                    workdir=workdir,
+                    modules=modules,
+                )
             finally:
-                if path and cgroups:
-                    cgroups.remove(path, 5.0)
+                if path is not None:
+                    cgroups.remove(path, 5.0)  # type: ignore[union-attr]
             if result is None:
                 continue
             if private and set(result.get("loaded", [])) != set(modules):
@@ -492,12 +538,9 @@ def _strongest(python: str, facts: dict, owner: dict, unshare: bool, workdir: st
                 notes.append(f"modules {missing} do not load in the private file system")
                 continue
             protections = {"process_group", "rlimits"}
+            protections |= {name for name, flag in NAMESPACE_FLAGS if flag in namespaces}
             if owner and result.get("uid") == owner["uid"]:
                 protections.add("unprivileged_user")
-            flags = dict(zip(("--net", "--pid", "--ipc", "--mount"),
-                             ("network_namespace", "pid_namespace", "ipc_namespace",
-                              "private_mounts"), strict=True))  # fmt: skip
-            protections |= {flags[flag] for flag in namespaces if flag in flags}
             if result.get("pid") != 1:
                 protections.discard("pid_namespace")
             if not private:
@@ -506,11 +549,20 @@ def _strongest(python: str, facts: dict, owner: dict, unshare: bool, workdir: st
                 protections.add("no_new_privs")
             if cgroup:
                 protections.add("memory_cgroup")
-            if namespaces and not root:
+            if user_namespace:
                 notes.append("the namespaces are made in a user namespace")
-            return Capabilities(python, frozenset(protections), bool(namespaces) and not root,
-                                 expose, mask, stage, tuple(notes),
-                                 cgroups if cgroup else None)  # fmt: skip
+            harness = facts.get("harness")
+            return Capabilities(
+                python,
+                frozenset(protections),
+                user_namespace,
+                expose,
+                mask,
+                stage,
+                tuple(notes),
+                cgroups if cgroup else None,
+                harness if isinstance(harness, bytes) else None,
+            )
     raise RuntimeError(f"{python} runs, but not even with resource limits alone.")
 
 
@@ -575,8 +627,7 @@ def remove_tree(path: str, budget_s: float) -> bool:
                 break
             for name, is_dir in names:
                 if time.monotonic() > deadline:
-                    threading.Thread(target=remove_tree, args=(path, math.inf),
-                                     daemon=True).start()  # fmt: skip
+                    threading.Thread(target=remove_tree, args=(path, math.inf), daemon=True).start()
                     return False
                 if not is_dir:
                     with contextlib.suppress(FileNotFoundError):
@@ -606,8 +657,7 @@ def _empty_into(top: int, name: str, counter: Iterator[int]) -> None:
             inner = [(e.name, e.is_dir(follow_symlinks=False)) for e in entries]
         for child, is_dir in inner:
             if is_dir:
-                os.rename(child, f".flat-{next(counter)}", src_dir_fd=folder,
-                          dst_dir_fd=top)  # fmt: skip
+                os.rename(child, f".flat-{next(counter)}", src_dir_fd=folder, dst_dir_fd=top)
             else:
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(child, dir_fd=folder)

@@ -344,9 +344,14 @@ def _failure(index: int, exc: BaseException, namespace: dict | None, outside: bo
     remote = getattr(exc, "sandbox_error", None)
     if isinstance(remote, dict):  # the program raised (inside the sandbox)
         name = str(remote.get("exception", ""))
-        return TestResult(index, False, str(remote.get("error", ""))[:4000],
-                          exception=name if name in BUILTIN_EXCEPTIONS else "",
-                          checked_outside=outside, outcome="exception")  # fmt: skip
+        return TestResult(
+            index,
+            False,
+            str(remote.get("error", ""))[:4000],
+            exception=name if name in BUILTIN_EXCEPTIONS else "",
+            checked_outside=outside,
+            outcome="exception",
+        )
     if isinstance(exc, ProgramError):
         return TestResult(index, False, str(exc), checked_outside=outside, outcome=exc.outcome)
     if isinstance(exc, AssertionError):  # the test's own assertion: a wrong result
@@ -357,9 +362,13 @@ def _failure(index: int, exc: BaseException, namespace: dict | None, outside: bo
         return TestResult(index, False, message, got, expected, checked_outside=outside)
     # The test's own code failed on the program's data (``abs("text" - 1.0)``, say).
     name = type(exc).__name__
-    return TestResult(index, False, f"{name}: {exc}"[:4000],
-                      exception=name if name in BUILTIN_EXCEPTIONS else "",
-                      checked_outside=outside)  # fmt: skip
+    return TestResult(
+        index,
+        False,
+        f"{name}: {exc}"[:4000],
+        exception=name if name in BUILTIN_EXCEPTIONS else "",
+        checked_outside=outside,
+    )
 
 
 def run_tests(
@@ -395,12 +404,17 @@ class _Runner:
 
     def run(self, index: int, test: PlannedTest) -> TestResult:
         if test.compile_error:
-            return TestResult(index, False, f"the test does not compile: {test.compile_error}",
-                              outcome="broken_test")  # fmt: skip
+            return TestResult(
+                index,
+                False,
+                f"the test does not compile: {test.compile_error}",
+                outcome="broken_test",
+            )
         if test.checked_outside:
             if self.namespace is None and not self.namespace_error:
-                self.namespace, self.namespace_error = _namespace(self.plan, self.program,
-                                                                  self.seed)  # fmt: skip
+                self.namespace, self.namespace_error = _namespace(
+                    self.plan, self.program, self.seed
+                )
             if self.namespace is None:
                 return TestResult(index, False, self.namespace_error, outcome="broken_test")
             self.namespace.pop("__got__", None)
@@ -422,8 +436,9 @@ class _Runner:
                 except Exception as exc:
                     self.setup_inside = "test setup: " + _failure(index, exc, None, False).error
         if self.setup_inside:
-            return TestResult(index, False, self.setup_inside, checked_outside=False,
-                              outcome="broken_test")  # fmt: skip
+            return TestResult(
+                index, False, self.setup_inside, checked_outside=False, outcome="broken_test"
+            )
         self.program.execute(test.source)
         return TestResult(index, True, checked_outside=False)
 

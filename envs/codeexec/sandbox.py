@@ -259,8 +259,9 @@ class Sandbox:
         slot = self._slots.get()
         started = time.perf_counter()
         try:
-            return self._run_in_slot(slot, str(program), tests, str(setup or ""),
-                                     str(prelude or ""))  # fmt: skip
+            return self._run_in_slot(
+                slot, str(program), tests, str(setup or ""), str(prelude or "")
+            )
         except Exception as exc:
             logger.exception("the sandbox failed on a run")
             reason = f"the sandbox failed: {type(exc).__name__}: {exc}"
@@ -327,7 +328,12 @@ class Sandbox:
                 cgroup = settings["cgroup"] = self._cgroups.create(self.limits)
             user_namespace = self._capabilities.user_namespace and bool(namespaces)
             session.start(
-                command(self.python, namespaces, user_namespace=user_namespace),
+                command(
+                    self.python,
+                    namespaces,
+                    user_namespace=user_namespace,
+                    harness=self._capabilities.harness,
+                ),
                 cwd="/" if private else workdir,  # type: ignore[arg-type]
                 env=minimal_env("/tmp/work" if private else workdir),  # type: ignore[arg-type]
                 settings=settings,
@@ -344,8 +350,16 @@ class Sandbox:
                 out_of_memory = self._cgroups.remove(cgroup, max(1.0, self.limits.timeout_s))
             if workdir is not None:
                 remove_tree(workdir, max(1.0, self.limits.timeout_s))
-        return _interpret(session, verdicts, stopped, len(tests), self.protections,
-                          time.perf_counter() - started, self.limits, out_of_memory)  # fmt: skip
+        return _interpret(
+            session,
+            verdicts,
+            stopped,
+            len(tests),
+            self.protections,
+            time.perf_counter() - started,
+            self.limits,
+            out_of_memory,
+        )
 
 
 # ---------------------------------------------------------------------- after a run --
@@ -381,8 +395,10 @@ def _interpret(
         status, error = "output_limit", session.over_limit
     elif out_of_memory:
         status = "crashed"
-        error = (f"the program was killed: all its processes together used more than "
-                 f"{limits.memory_mb} MiB of memory")  # fmt: skip
+        error = (
+            f"the program was killed: all its processes together used more than "
+            f"{limits.memory_mb} MiB of memory"
+        )
     else:
         status = "crashed"
         phase = "testing" if loaded else ("loading" if session.ready else "starting")
@@ -417,8 +433,11 @@ def _crash_reason(exit_code: int | None, cpu_seconds: float, phase: str, limits:
     # is killed a second later, when rusage (which reads up to ~20% low under load) shows it.
     if exit_code == CPU_LIMIT_EXIT or cpu_seconds >= limits.cpu_seconds:
         return f"timeout: the program used more than {limits.cpu_seconds} s of CPU time"
-    where = {"starting": "while the sandbox was starting", "loading": "while loading your code",
-             "testing": "before all tests had run"}[phase]  # fmt: skip
+    where = {
+        "starting": "while the sandbox was starting",
+        "loading": "while loading your code",
+        "testing": "before all tests had run",
+    }[phase]
     if exit_code is not None and exit_code < 0:
         name = signal.Signals(-exit_code).name if -exit_code in signal.valid_signals() else ""
         return f"the program was killed by signal {name or -exit_code} {where}"
