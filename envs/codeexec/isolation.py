@@ -18,6 +18,7 @@ Example:
 
 from __future__ import annotations
 
+import binascii
 import contextlib
 import errno
 import fcntl
@@ -281,13 +282,16 @@ def probe(modules, harness):
     return {"path": [p for p in sys.path if p], "mapped": mapped, "loaded": loaded,
             "stdlib": stdlib, "uid": os.getuid(), "pid": os.getpid(),
             "no_new_privs": status.get("NoNewPrivs", "").strip(),
-            "harness": marshal.dumps(compile(harness, "<string>", "exec"))}
+            "harness": marshal.dumps(compile(harness, "<string>", "exec", optimize=2))}
 """
 
 
 # Runs the harness from its code object, compiled once by this very interpreter (in the
 # probe): compiling the harness's source costs more than a millisecond per run.
-_BOOTSTRAP = "import marshal, sys; exec(marshal.loads(bytes.fromhex(sys.argv.pop(1))))"
+_BOOTSTRAP = (
+    "import binascii, marshal, sys; exec(marshal.loads(binascii.a2b_base64(sys.argv.pop(1))))"
+)
+_MAX_ARGUMENT = 120_000  # the kernel refuses a single argument over 128 KiB
 
 
 def command(
@@ -306,7 +310,8 @@ def command(
         prefix.append("--")
     # -S: no site-packages; -s: no user site; -B: no .pyc files. The environment is ours
     # (PYTHONHASHSEED=0 keeps set/dict order of strings reproducible), so no -E/-I.
-    code = [_BOOTSTRAP, harness.hex()] if harness else [_HARNESS_SOURCE]
+    encoded = binascii.b2a_base64(harness, newline=False).decode() if harness else ""
+    code = [_BOOTSTRAP, encoded] if 0 < len(encoded) < _MAX_ARGUMENT else [_HARNESS_SOURCE]
     return [*prefix, python, "-S", "-s", "-B", "-c", *code]
 
 
