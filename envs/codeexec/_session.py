@@ -79,11 +79,16 @@ class Session(judge.Program):
     # ------------------------------------------------------------------ lifecycle --
 
     def start(self, command: list[str], *, cwd: str, env: dict[str, str], settings: dict) -> None:
-        request_read, self._request_fd = os.pipe()
-        self._result_fd, result_write = os.pipe()
-        self._fds = [self._request_fd, self._result_fd]
-        settings = {**settings, "request_fd": request_read, "result_fd": result_write}
+        """Start the harness: ``command`` plus the settings (with the pipes' numbers)."""
+        child_ends: list[int] = []
         try:
+            request_read, self._request_fd = os.pipe()
+            child_ends.append(request_read)
+            self._fds.append(self._request_fd)
+            self._result_fd, result_write = os.pipe()
+            child_ends.append(result_write)
+            self._fds.append(self._result_fd)
+            settings = {**settings, "request_fd": request_read, "result_fd": result_write}
             self.proc = subprocess.Popen(
                 [*command, json.dumps(settings)],
                 cwd=cwd,
@@ -91,15 +96,15 @@ class Session(judge.Program):
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
-                pass_fds=(request_read, result_write),
+                pass_fds=tuple(child_ends),
                 start_new_session=True,
             )
-        except OSError as exc:
+        except OSError as exc:  # out of file descriptors or processes, a missing binary
             self.start_error = f"the sandbox could not start: {exc}"
             return
         finally:
-            os.close(request_read)
-            os.close(result_write)
+            for fd in child_ends:
+                os.close(fd)
         assert self.proc.stdout is not None and self.proc.stderr is not None
         self._stdout_fd, self._stderr_fd = self.proc.stdout.fileno(), self.proc.stderr.fileno()
         self._pidfd = os.pidfd_open(self.proc.pid)

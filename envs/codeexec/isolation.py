@@ -392,7 +392,7 @@ def _probe(
         if loaded is None or loaded.get("status") != "ok":
             return None
         facts = session.call("probe", (modules, _HARNESS_SOURCE), {})
-    except (judge.RunOver, judge.ProgramError, OSError) as exc:
+    except (judge.RunOver, Exception) as exc:  # a failed probe means "not like this"
         logger.debug("sandbox probe failed: %s", exc)
         return None
     finally:
@@ -522,7 +522,11 @@ def _strongest(
                 mask=list(mask),
                 stage=stage,
             )
-            path = settings["cgroup"] = cgroups.create(_PROBE_LIMITS) if cgroup else None
+            try:
+                path = settings["cgroup"] = cgroups.create(_PROBE_LIMITS) if cgroup else None
+            except OSError as exc:
+                notes.append(f"cannot make a cgroup for a run: {exc}")
+                continue
             try:
                 user_namespace = bool(namespaces) and not root
                 result = _probe(

@@ -287,7 +287,8 @@ class Sandbox:
 
     # ------------------------------------------------------------------ one execution --
 
-    def harness_settings(self, uid: int | None) -> tuple[dict, list[str]]:
+    def _run_settings(self, uid: int | None) -> tuple[dict, list[str]]:
+        """The harness's settings and the namespaces of a run in the slot of ``uid``."""
         on, capabilities = self.protections, self._capabilities
         settings = harness_settings(
             self.limits,
@@ -310,7 +311,7 @@ class Sandbox:
     ) -> ExecutionResult:
         started = time.perf_counter()
         plan = judge.plan_tests(tests, setup, prelude)
-        settings, namespaces = self.harness_settings(slot)
+        settings, namespaces = self._run_settings(slot)
         uid = settings.get("uid")
         private = settings["private_mounts"]
         workdir = cgroup = None
