@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from agentgym.core.env import Evaluation, TextEnv, Transition
-from agentgym.core.policy import ScriptedPolicy
+from agentgym.core.policy import ErrorInjectingExpert
 from agentgym.core.registry import register_env
 from agentgym.core.tasks import TaskSet
 
@@ -78,16 +78,25 @@ class GradedEnv(TextEnv):
         reward = {"binary": float(mean >= 0.99), "progress": mean, "format": 2 * mean}
         return Evaluation(success=mean >= 0.99, reward=reward[self.reward_mode], progress=mean)
 
-    def make_expert(self, **kwargs: Any) -> ScriptedPolicy:
-        return _Expert()
+    def make_expert(self, **kwargs: Any) -> ErrorInjectingExpert:
+        return _Expert(**kwargs)
 
 
-class _Expert(ScriptedPolicy):
+class _Expert(ErrorInjectingExpert):
+    """Answers with the task's characters; an injected error answers one turn wrongly."""
+
+    ERROR_KINDS = ("wrong_characters",)
+
+    def plan_episode(self, env: Any, observation: str, info: Mapping[str, Any]) -> None:
+        alphabet = env.unwrapped.task[1]
+        self.replies = [alphabet] * TURNS
+
+    def inject_error(self) -> str | None:
+        self.replies[int(self.rng.integers(TURNS))] = "#"
+        return "wrong_characters"
+
     def act(self, observation: str, info: Mapping[str, Any]) -> str:
-        return self.env.unwrapped.task[1]
-
-    def reset(self, env: Any, observation: str, info: Mapping[str, Any]) -> None:
-        self.env = env
+        return self.replies.pop(0) if self.replies else "#"
 
 
 register_env(ENV_ID, f"{__name__}:GradedEnv", description="test env with graded rewards",

@@ -7,6 +7,7 @@ by model so that the file starts only two. They are skipped when vLLM cannot be 
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import importlib.util
 import sys
@@ -230,6 +231,11 @@ class _OneEngineAtATime:
 
 @pytest.fixture(scope="module")
 def vllm_engines() -> Iterator[_OneEngineAtATime]:
+    # Regression: a process that imported llvmlite (numba, pulled in by other libraries)
+    # must still start vLLM (its kernel scan used to fail on llvmlite's ffi.lib).
+    with contextlib.suppress(ImportError):
+        import llvmlite.binding.ffi  # noqa: F401
+
     try:
         import vllm  # noqa: F401
     except Exception as exc:  # not installed, or a broken install (torchvision clash)

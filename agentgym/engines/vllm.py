@@ -38,11 +38,14 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import logging
 import os
+import sys
 import time
-from collections.abc import Sequence
+import warnings
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +58,49 @@ __all__ = ["VLLMEngine"]
 logger = logging.getLogger(__name__)
 
 _FINISH_REASONS: dict[str, FinishReason] = {"stop": "stop", "length": "length"}
+
+
+def _unreadable_namespace(value: Any) -> bool:
+    """Whether ``vars(value).get`` fails (an object whose ``__getattr__`` answers every name,
+    such as llvmlite's ``ffi.lib``, returns an arbitrary object for ``__dict__``).
+
+    >>> _unreadable_namespace(int), _unreadable_namespace(object())
+    (False, False)
+    """
+    try:
+        return hasattr(value, "__dict__") and not callable(getattr(vars(value), "get", None))
+    except Exception:  # any failure here is one vLLM's scan would hit too
+        return True
+
+
+@contextlib.contextmanager
+def _hidden_from_kernel_scan() -> Iterator[None]:
+    """Hide module attributes that break vLLM's kernel-override scan while it starts.
+
+    At start-up vLLM walks every module in ``sys.modules`` and calls ``vars(value)
+    .get("kernel")`` on each attribute. A process that imported llvmlite (numba, e.g. through
+    a search library) holds ``llvmlite.binding.ffi.lib``, whose ``__dict__`` is not a dict,
+    and the engine fails to start with ``'_lib_fn_wrapper' object has no attribute 'get'``.
+    Such attributes are taken out of their modules for the duration of the start and put
+    back afterwards (the start is single-threaded; nothing else runs meanwhile).
+    """
+    hidden: list[tuple[Any, str, Any]] = []
+    with warnings.catch_warnings():  # reading attributes may touch deprecated ones
+        warnings.simplefilter("ignore")
+        for module in list(sys.modules.values()):
+            namespace = getattr(module, "__dict__", None)
+            if not isinstance(namespace, dict):
+                continue
+            for name, value in list(namespace.items()):
+                if _unreadable_namespace(value):
+                    hidden.append((module, name, value))
+    for module, name, _ in hidden:
+        delattr(module, name)
+    try:
+        yield
+    finally:
+        for module, name, value in hidden:
+            setattr(module, name, value)
 
 
 def _import_vllm(on_cpu: bool) -> Any:
@@ -191,7 +237,7 @@ class VLLMEngine(Engine):
         started = time.perf_counter()
         try:
             # vLLM seeds the global RNGs while starting; keep the trainer's CPU RNG stream.
-            with torch.random.fork_rng(devices=[]):
+            with torch.random.fork_rng(devices=[]), _hidden_from_kernel_scan():
                 self.llm = vllm.LLM(**options)
         finally:
             # The CPU worker monkey-patches torch.set_num_threads into a no-op and vLLM asks
