@@ -55,6 +55,7 @@ from __future__ import annotations
 import bisect
 import contextlib
 import functools
+import itertools
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -188,36 +189,62 @@ def ancestor_mask(chunks: Sequence[tuple[int, int, int]], size: int) -> torch.Te
 class TreeLayout:
     """The chunks of a tree-packed row as the attention function needs them.
 
-    Built once per forward pass from the batch's ``tree_chunks``; caches each chunk's small
-    ``(chunk, visible keys)`` mask per device (shared by all layers). ``attention_calls``
-    counts the layers that used it, so a model whose attention bypasses
-    ``transformers``' attention dispatch is caught instead of silently attending causally
-    across the whole row.
+    Built once per forward pass from the batch's ``tree_chunks``. The row is cut into
+    *segments* at every chunk start and branch point, so that every chunk sees a run of
+    whole segments: keys are split once per layer and concatenated per chunk, and the
+    backward pass only concatenates and adds gradients (slicing the full row per chunk
+    would allocate and zero-fill a row-sized gradient for every chunk and layer). Each
+    chunk's small additive mask is cached per device and dtype, shared by all layers.
+    ``attention_calls`` counts the layers that used the layout, so a model whose attention
+    bypasses ``transformers``' attention dispatch is caught instead of silently attending
+    causally across the whole row.
+
+    >>> layout = TreeLayout([(0, 4, -1), (4, 6, 1), (6, 7, 4)])
+    >>> layout.segment_sizes, layout.chunk_segments
+    ([2, 2, 1, 1, 1], [[0, 1], [0, 2, 3], [0, 2, 4]])
     """
 
     def __init__(self, chunks: Sequence[tuple[int, int, int]]) -> None:
-        self.chunks = tuple(tuple(int(v) for v in chunk) for chunk in chunks)
-        self.visible = _visible_ranges(self.chunks)  # type: ignore[arg-type]
-        self._masks: dict[tuple[int, torch.device], torch.Tensor | None] = {}
+        self.chunks = tuple((int(start), int(end), int(parent)) for start, end, parent in chunks)
+        visible = _visible_ranges(self.chunks)
+        cuts = {0, self.chunks[-1][1] if self.chunks else 0}
+        for start, _, _ in self.chunks:
+            cuts.add(start)
+        for ranges in visible:
+            for low, high in ranges:
+                cuts.update((low, high))
+        boundaries = sorted(cuts)
+        segment_of = {low: index for index, low in enumerate(boundaries)}
+        self.chunk_sizes = [end - start for start, end, _ in self.chunks]
+        self.segment_sizes = [high - low for low, high in itertools.pairwise(boundaries)]
+        self.chunk_segments = [
+            [i for low, high in ranges for i in range(segment_of[low], segment_of[high])]
+            for ranges in visible
+        ]
+        self.chunk_keys = [sum(high - low for low, high in ranges) for ranges in visible]
+        self._masks: dict[tuple[int, torch.device, torch.dtype], torch.Tensor | None] = {}
         self.attention_calls = 0
 
     @classmethod
     def from_batch(cls, batch: Mapping[str, torch.Tensor]) -> TreeLayout:
         return cls(batch["tree_chunks"].tolist())
 
-    def chunk_mask(self, index: int, device: torch.device) -> torch.Tensor | None:
-        """``None`` for a root chunk (plain causal attention), else its boolean mask."""
-        if (index, device) not in self._masks:
-            start, end, _ = self.chunks[index]
-            keys = sum(high - low for low, high in self.visible[index])
-            queries = end - start
+    def chunk_mask(
+        self, index: int, device: torch.device, dtype: torch.dtype
+    ) -> torch.Tensor | None:
+        """``None`` for a chunk that sees only itself (plain causal attention), else its
+        additive ``(queries, visible keys)`` mask: the visible prefix, then causal."""
+        if (index, device, dtype) not in self._masks:
+            queries, keys = self.chunk_sizes[index], self.chunk_keys[index]
             mask = None
             if keys != queries:
                 offset = keys - queries  # the last `queries` keys are the chunk itself
                 rows = torch.arange(queries, device=device)[:, None]
-                mask = torch.arange(keys, device=device)[None, :] <= rows + offset
-            self._masks[(index, device)] = mask
-        return self._masks[(index, device)]
+                visible = torch.arange(keys, device=device)[None, :] <= rows + offset
+                mask = torch.zeros(visible.shape, dtype=dtype, device=device)
+                mask.masked_fill_(~visible, torch.finfo(dtype).min)
+            self._masks[(index, device, dtype)] = mask
+        return self._masks[(index, device, dtype)]
 
 
 def tree_sdpa_attention(
@@ -243,22 +270,24 @@ def tree_sdpa_attention(
         return sdpa_attention_forward(
             module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, **kwargs
         )
-    # Grouped-query attention without copying the keys per head group: the per-chunk key
-    # slices are saved for the backward pass, a third the size with kv heads only.
-    gqa = query.shape[1] != key.shape[1]
     tree_layout.attention_calls += 1
+    # Grouped-query attention without copying the keys per head group: the per-chunk keys
+    # are saved for the backward pass, a third the size with kv heads only.
+    gqa = query.shape[1] != key.shape[1]
+    key_parts = key.split(tree_layout.segment_sizes, dim=2)
+    value_parts = value.split(tree_layout.segment_sizes, dim=2)
     outputs = []
-    for index, (start, end, _) in enumerate(tree_layout.chunks):
-        ranges = tree_layout.visible[index]
-        if len(ranges) == 1:
-            keys, values = key[:, :, ranges[0][0] : end], value[:, :, ranges[0][0] : end]
+    for index, chunk_query in enumerate(query.split(tree_layout.chunk_sizes, dim=2)):
+        segments = tree_layout.chunk_segments[index]
+        if len(segments) == 1:
+            keys, values = key_parts[segments[0]], value_parts[segments[0]]
         else:
-            keys = torch.cat([key[:, :, low:high] for low, high in ranges], dim=2)
-            values = torch.cat([value[:, :, low:high] for low, high in ranges], dim=2)
-        mask = tree_layout.chunk_mask(index, query.device)
+            keys = torch.cat([key_parts[i] for i in segments], dim=2)
+            values = torch.cat([value_parts[i] for i in segments], dim=2)
+        mask = tree_layout.chunk_mask(index, query.device, query.dtype)
         outputs.append(
             torch.nn.functional.scaled_dot_product_attention(
-                query[:, :, start:end],
+                chunk_query,
                 keys,
                 values,
                 attn_mask=mask,
