@@ -377,7 +377,7 @@ def smollm2():
 @pytest.mark.parametrize("objective", list(OBJECTIVES))
 def test_smollm2_step_equals_the_unshared_step(smollm2, objective: str) -> None:
     trees = _trees(random.Random(9), prompt=120, completion=80)  # ~200-token sequences
-    examples = trees["group"][:3] + trees["restarts"][1:3]
+    examples = trees["group"][:2] + trees["restarts"][1:3]
     if objective == "policy_gradient":
         examples = _with_policy_fields(smollm2, examples, seed=10)
     _assert_step_matches(smollm2, examples, OBJECTIVES[objective], atol=1e-5)
