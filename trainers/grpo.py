@@ -337,6 +337,8 @@ class PolicyState:
             packing=bench.sft.packing,
             pad_token_id=bench.tokenizer.pad_token_id or 0,
             gradient_checkpointing=bench.sft.gradient_checkpointing,
+            prefix_sharing=bench.sft.prefix_sharing,
+            max_tree_tokens=bench.sft.max_tokens_per_micro_batch,
         )
         objective = PolicyGradientObjective(
             clip_low=config.clip_low,
@@ -398,6 +400,7 @@ class PolicyState:
                 top_p=top_p,
                 max_tokens_per_micro_batch=budget,
                 pad_token_id=pad,
+                prefix_sharing=bench.sft.prefix_sharing,
             )
         if self.objective.needs_reference:
             examples = self._with_reference(examples, temperature, top_p, budget, pad)
@@ -439,7 +442,8 @@ class PolicyState:
     ) -> list[TrainingExample]:  # fmt: skip
         model = self.bench.model
         settings = {"temperature": temperature, "top_p": top_p,
-                    "max_tokens_per_micro_batch": budget, "pad_token_id": pad}  # fmt: skip
+                    "max_tokens_per_micro_batch": budget, "pad_token_id": pad,
+                    "prefix_sharing": self.bench.sft.prefix_sharing}  # fmt: skip
         if _is_lora(model):
             with model.disable_adapter():
                 return score_examples(model, examples, "reference_logprobs", **settings)
