@@ -263,22 +263,24 @@ class RolloutCollector:
             metadata=dict(spec.metadata),
         )
         try:
-            observation, info, prefix = self._reset(env, spec)
+            opening_observation, opening_info, observation, info = self._reset(env, spec)
         except Exception as exc:  # a broken environment must not stop the run
             trajectory.error = _format_error("reset", exc)
             trajectory.truncated = True
             trajectory.truncation_reason = "env_error"
             return _Active(spec, trajectory, "", {})
-        trajectory.task_id = str(info[InfoKeys.TASK_ID])
-        trajectory.episode_seed = info.get(InfoKeys.EPISODE_SEED)
+        trajectory.task_id = str(opening_info[InfoKeys.TASK_ID])
+        trajectory.episode_seed = opening_info.get(InfoKeys.EPISODE_SEED)
         task_metadata = getattr(env.unwrapped.task, "metadata", None)
         if isinstance(task_metadata, Mapping) and task_metadata:
             # Lets evaluation report per category / difficulty without env-specific code.
             trajectory.metadata.setdefault("task", dict(task_metadata))
+        # The opening comes from reset's info even on a restart: a step's info carries no
+        # system prompt (nor tool list), and the policy must see the prompt it starts from.
         opening = []
-        if info.get(InfoKeys.SYSTEM_PROMPT):
-            opening.append({"role": "system", "content": info[InfoKeys.SYSTEM_PROMPT]})
-        opening.append({"role": "user", "content": prefix[0] if prefix else observation})
+        if opening_info.get(InfoKeys.SYSTEM_PROMPT):
+            opening.append({"role": "system", "content": opening_info[InfoKeys.SYSTEM_PROMPT]})
+        opening.append({"role": "user", "content": opening_observation})
         slot = _Active(spec, trajectory, observation, info)
         if self.engine is not None:
             slot.conversation = TokenConversation(
@@ -300,7 +302,15 @@ class RolloutCollector:
             self._replay_context(slot, spec.restart_from, spec.restart_step)
         return slot
 
-    def _reset(self, env: gym.Env, spec: EpisodeSpec) -> tuple[str, dict[str, Any], list[str]]:
+    def _reset(
+        self, env: gym.Env, spec: EpisodeSpec
+    ) -> tuple[str, dict[str, Any], str, dict[str, Any]]:
+        """Reset ``env`` for ``spec`` (replaying a restart's prefix).
+
+        Returns the first observation and reset's info (the episode's opening: system
+        prompt, tools, task id), then the current observation and info (the same for a
+        fresh episode; those of the last replayed step for a restart).
+        """
         if spec.restart_from is None:
             options: dict[str, Any] = {}
             if spec.task_id is not None:
@@ -308,17 +318,17 @@ class RolloutCollector:
             if spec.episode_seed is not None:
                 options["episode_seed"] = spec.episode_seed
             observation, info = env.reset(seed=spec.seed, options=options)
-            return observation, info, []
+            return observation, info, observation, info
         parent = spec.restart_from
-        observation, info = env.reset(
+        first, reset_info = env.reset(
             options={"task_id": parent.task_id, "episode_seed": parent.episode_seed}
         )
-        first = observation
+        observation, info = first, reset_info
         for step in parent.steps[: spec.restart_step]:
             observation, _, terminated, truncated, info = env.step(step.action)
             if terminated or truncated:
                 raise ValueError("restart_step reaches the end of the parent episode")
-        return observation, info, [first]
+        return first, reset_info, observation, info
 
     def _replay_context(self, slot: _Active, parent: Trajectory, restart_step: int) -> None:
         """Add the parent's first actions and observations as untrained context."""

@@ -233,6 +233,31 @@ def test_restart_from_a_prefix_keeps_context_untrained(tokenizer) -> None:
     assert tokenizer.decode(_flat_ids(child)) == _render(tokenizer, child)
 
 
+def test_restart_after_step_zero_keeps_the_system_prompt_and_tool_list(tokenizer) -> None:
+    expert = RolloutCollector("agentgym/Calculator-v0", engine=None,
+                              env_kwargs={"difficulty": "hard"})  # fmt: skip
+    [parent] = expert.run([EpisodeSpec("parent", seed=7)], progress=False)
+    assert parent.messages[0].role == "system" and "<tools>" in parent.messages[0].content
+    engine = ScriptedEngine(tokenizer, calculator_solver)
+    collector = RolloutCollector(
+        "agentgym/Calculator-v0", engine=engine, env_kwargs={"difficulty": "hard"}
+    )
+    specs = [EpisodeSpec(f"from{k}", restart_from=parent, restart_step=k) for k in (0, 1, 3)]
+    children = collector.run(specs, progress=False)
+    for child in children:
+        # The opening is the parent's (system prompt with the tool list, first user turn),
+        # not the observation of the last replayed step.
+        assert [m.role for m in child.messages[:2]] == ["system", "user"]
+        assert child.messages[0].content == parent.messages[0].content
+        assert child.messages[1].content == parent.messages[1].content
+        assert child.task_id == parent.task_id and child.episode_seed == parent.episode_seed
+        prompt = tokenizer.decode(_flat_ids(child))
+        assert prompt == _render(tokenizer, child) and '"name": "multiply"' in prompt
+        assert child.success, child.feedback
+    fresh = [m.token_ids for m in children[0].messages[:2]]
+    assert all([m.token_ids for m in c.messages[:2]] == fresh for c in children[1:])
+
+
 def test_expert_runs_through_the_collector() -> None:
     collector = RolloutCollector(
         "agentgym/Calculator-v0", engine=None, expert_kwargs={"error_rate": 1.0, "seed": 3},
