@@ -34,6 +34,25 @@ must be identical across environments:
 ``verdicts``              evaluator verdicts ``{check: bool | value}`` (at episode end)
 ``success``               whether the episode succeeded (at episode end)
 ========================  ============================================================
+
+Copies and pickles (vector environments in subprocesses, Ray, ``multiprocessing``) are
+made the way replay works: a copy is built from the same constructor arguments, reset to
+the same task and episode seed, and given the same actions, then takes over the RNG of
+``reset`` and the spaces. It continues the episode exactly as the original would, and no
+environment needs copy code of its own. Attributes changed after construction are not
+carried; pass them as constructor arguments instead.
+
+Example:
+    >>> import copy, pickle
+    >>> import gymnasium as gym
+    >>> import agentgym
+    >>> env = gym.make("agentgym/Calculator-v0")
+    >>> _ = env.reset(seed=0)
+    >>> twin = pickle.loads(pickle.dumps(env))
+    >>> env.step("I do not know.")[0] == twin.step("I do not know.")[0]
+    True
+    >>> copy.deepcopy(env).unwrapped.task_id == env.unwrapped.task_id
+    True
 """
 
 from __future__ import annotations
@@ -137,6 +156,13 @@ class TextEnv(gym.Env[str, str]):
 
     metadata: ClassVar[dict[str, Any]] = {"render_modes": ["ansi", "human"], "render_fps": 4}
 
+    def __new__(cls, *args: Any, **kwargs: Any) -> TextEnv:
+        # The arguments of the outermost constructor call, whatever the subclass: copies
+        # and pickles rebuild the environment from them (see ``__reduce__``).
+        env = super().__new__(cls)
+        env._constructor_arguments = (args, dict(kwargs))
+        return env
+
     def __init__(
         self,
         *,
@@ -162,6 +188,7 @@ class TextEnv(gym.Env[str, str]):
         self.episode_seed: int | None = None
         self.episode_rng: np.random.Generator = np.random.default_rng(0)
         self._transcript: list[tuple[str, str]] = []
+        self._actions: list[str] = []  # the episode's actions that reached ``_act``
         self._episode_over = True
         self._started = False
         self._turn = 0
@@ -222,6 +249,7 @@ class TextEnv(gym.Env[str, str]):
         self.task = self.tasks[index]
         self.task_id = self.tasks.id_at(index)
         self._turn = 0
+        self._actions = []
         self._episode_over = False
         self._started = True
         observation, start_info = self._start(self.task)
@@ -261,6 +289,7 @@ class TextEnv(gym.Env[str, str]):
             )
         else:
             transition = self._act(action)
+            self._actions.append(action)
         observation = sanitize_text(transition.observation, self.max_observation_length)
         info = {
             InfoKeys.TASK_ID: self.task_id,
@@ -298,6 +327,23 @@ class TextEnv(gym.Env[str, str]):
             return None
         return text
 
+    # ------------------------------------------------------------------ copies --
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickle (and deep-copy) as constructor arguments plus the episode to replay."""
+        args, kwargs = getattr(self, "_constructor_arguments", ((), {}))
+        snapshot = {
+            "episode": (
+                (self.task_id, self.episode_seed, list(self._actions)) if self._started else None
+            ),
+            "np_random": self._np_random,
+            "np_random_seed": self._np_random_seed,
+            "spaces": (self.observation_space, self.action_space),
+            "transcript": list(self._transcript),
+            "spec": self.spec,
+        }
+        return (_rebuild_text_env, (type(self), args, kwargs, snapshot))
+
     # ------------------------------------------------------------------ helpers --
 
     def _invalid(self, message: str) -> Transition:
@@ -318,3 +364,23 @@ class TextEnv(gym.Env[str, str]):
                 )
             return index
         return int(self.np_random.integers(0, len(self.tasks)))
+
+
+def _rebuild_text_env(
+    cls: type[TextEnv], args: tuple[Any, ...], kwargs: dict[str, Any], snapshot: dict[str, Any]
+) -> TextEnv:
+    """Unpickle a :class:`TextEnv`: construct it again and replay its current episode."""
+    env = cls(*args, **kwargs)
+    if snapshot["episode"] is not None:
+        task_id, episode_seed, actions = snapshot["episode"]
+        env.reset(options={"task_id": task_id, "episode_seed": episode_seed})
+        for action in actions:
+            env.step(action)
+    # Replay draws nothing from ``np_random`` (task and seed are given); take over the
+    # original's generator so the next ``reset()`` draws the same task and seed.
+    env._np_random = snapshot["np_random"]
+    env._np_random_seed = snapshot["np_random_seed"]
+    env.observation_space, env.action_space = snapshot["spaces"]
+    env._transcript = snapshot["transcript"]
+    env.spec = snapshot["spec"]
+    return env

@@ -88,6 +88,17 @@ class EnvFactory:
     def __repr__(self) -> str:
         return f"EnvFactory({self.target!r})"
 
+    def __eq__(self, other: object) -> bool:
+        # Equal after a pickle round trip, so a copied environment's spec equals the original's.
+        return (
+            isinstance(other, EnvFactory)
+            and self.target == other.target
+            and self.env_id == other.env_id
+        )
+
+    def __hash__(self) -> int:
+        return hash((self.env_id, self.target if isinstance(self.target, str) else id(self.target)))
+
 
 def register_env(
     env_id: str,
