@@ -32,15 +32,22 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import itertools
 import math
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any
+from typing import Any, Literal
 
 import torch
 
 from agentgym.trainers.batching import collate, collate_packed
 from agentgym.trainers.data import TrainingExample
+from agentgym.trainers.data_parallel import (
+    DataParallelGroup,
+    current_group,
+    parameter_checksum,
+    shard,
+)
 from agentgym.trainers.objectives import (
     Objective,
     normalisation_weights,
@@ -52,6 +59,7 @@ from agentgym.trainers.tree import collate_tree, sharing_groups, tree_attention
 __all__ = ["Learner", "lr_factor", "score_examples"]
 
 SCHEDULES = ("cosine", "constant")
+_LEARNER_IDS = itertools.count(1)  # matches a driver's learner with its workers' copies
 
 
 def lr_factor(step: int, *, warmup_steps: int, total_steps: int | None, schedule: str) -> float:
@@ -129,6 +137,9 @@ class Learner:
             tree-packed row with per-chunk attention. Same loss and gradients as without
             (up to rounding); replaces ``packing``, which then does not apply.
         max_tree_tokens: Memory bound of one tree (tokens actually run through the model).
+        group: The data-parallel group whose ranks share every step
+            (:mod:`agentgym.trainers.data_parallel`); ``"auto"``: the process's group set by
+            ``agentgym train`` under torchrun, none in a single process.
     """
 
     def __init__(
@@ -146,6 +157,7 @@ class Learner:
         gradient_checkpointing: bool = False,
         prefix_sharing: bool = False,
         max_tree_tokens: int = 8192,
+        group: DataParallelGroup | Literal["auto"] | None = "auto",
     ) -> None:
         if schedule not in SCHEDULES:
             raise ValueError(f"schedule must be one of {', '.join(SCHEDULES)}; got {schedule!r}")
@@ -167,6 +179,22 @@ class Learner:
         )
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, factor)
         self.steps_done = 0
+        self.group = current_group() if group == "auto" else group
+        if self.group is not None and self.group.world_size > 1:
+            self._id = next(_LEARNER_IDS)
+            if self.group.is_driver:  # the workers build the same learner on their model
+                options = {
+                    "learning_rate": learning_rate, "weight_decay": weight_decay,
+                    "warmup_steps": warmup_steps, "total_steps": total_steps,
+                    "schedule": schedule, "max_grad_norm": max_grad_norm, "packing": packing,
+                    "pad_token_id": pad_token_id, "prefix_sharing": prefix_sharing,
+                    "gradient_checkpointing": gradient_checkpointing,
+                    "max_tree_tokens": max_tree_tokens,
+                }  # fmt: skip
+                self.group.broadcast_object(("learner", self._id, options))
+            self.group.broadcast_parameters(model)
+        else:
+            self.group = None
 
     @property
     def device(self) -> torch.device:
@@ -213,6 +241,23 @@ class Learner:
         """
         flat = [example for micro in micro_batches for example in micro]
         weights = normalisation_weights(flat, objective.normalisation, constant=constant)
+        groups = self._groups(micro_batches, weights)
+        if self.group is not None:  # data-parallel: every rank takes its share of the passes
+            self.group.broadcast_object(("step", self._id, groups, objective, constant))
+        return self._run_step(groups, objective, constant=constant)
+
+    def _run_step(
+        self,
+        groups: Sequence[tuple[list[TrainingExample], list[float]]],
+        objective: Objective,
+        *,
+        constant: float = 1.0,
+    ) -> dict[str, float]:
+        """Forward/backward over this rank's share of ``groups``, then the optimizer step."""
+        if self.group is not None:
+            self._resync_if_diverged()
+            costs = [sum(len(example.input_ids) for example in micro) for micro, _ in groups]
+            groups = [groups[i] for i in shard(costs, self.group.world_size)[self.group.rank]]
         totals: dict[str, float] = defaultdict(float)
         trained_tokens = input_tokens = 0
         dropout = not getattr(objective, "deterministic", False)
@@ -224,7 +269,7 @@ class Learner:
             training_mode(self.model, gradient_checkpointing=checkpointing, dropout=dropout),
             attention(self.model),
         ):
-            for micro, micro_weights in self._groups(micro_batches, weights):
+            for micro, micro_weights in groups:
                 batch = self._collate(micro, micro_weights)
                 stats = token_stats(
                     self.model,
@@ -248,6 +293,15 @@ class Learner:
                 for name, value in metrics.items():
                     totals[name] += value * stats.count  # token-weighted means
                 trained_tokens += stats.count
+        if self.group is not None:  # sum gradients and counters over ranks
+            self._reduce_gradients()
+            shares = self.group.gather_objects((dict(totals), trained_tokens, input_tokens))
+            totals, trained_tokens, input_tokens = defaultdict(float), 0, 0
+            for share_totals, share_trained, share_input in shares:
+                for name, value in share_totals.items():
+                    totals[name] += value
+                trained_tokens += share_trained
+                input_tokens += share_input
         grad_norm = (
             float(torch.nn.utils.clip_grad_norm_(self.parameters, self.max_grad_norm))
             if self.max_grad_norm is not None
@@ -277,10 +331,56 @@ class Learner:
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Resume from :meth:`state_dict`."""
+        """Resume from :meth:`state_dict` (on every rank of a data-parallel job)."""
+        if self.group is not None:
+            self.group.broadcast_object(("load", self._id, state))
+        self._load_local(state)
+
+    # ------------------------------------------------------------- data-parallel --
+
+    def _load_local(self, state: dict[str, Any]) -> None:
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.steps_done = int(state["steps_done"])
+        if self.group is not None:  # the driver's weights came with the state (a resume)
+            self.group.broadcast_parameters(self.model)
+
+    def _resync_if_diverged(self) -> None:
+        """Broadcast the driver's weights if a rank's differ (changed outside a step)."""
+        assert self.group is not None
+        local = parameter_checksum(self.model)
+        reference = self.group.broadcast(local.clone())
+        differs = torch.tensor([float(not torch.equal(local, reference))])
+        if self.group.all_reduce(differs).item() > 0:
+            self.group.broadcast_parameters(self.model)
+
+    def _reduce_gradients(self, bucket_bytes: int = 64 * 2**20) -> None:
+        """Sum every parameter's gradient over ranks, in flat buckets of ``bucket_bytes``."""
+        assert self.group is not None
+        present = torch.tensor([float(p.grad is not None) for p in self.parameters])
+        self.group.all_reduce(present)
+        grads = []
+        for parameter, has_grad in zip(self.parameters, present.tolist(), strict=True):
+            if has_grad and parameter.grad is None:  # another rank's share reached it
+                parameter.grad = torch.zeros_like(parameter)
+            if has_grad:
+                grads.append(parameter.grad)
+        bucket: list[torch.Tensor] = []
+        size = 0
+        for grad in [*grads, None]:
+            if bucket and (
+                grad is None
+                or size + grad.numel() * grad.element_size() > bucket_bytes
+                or grad.dtype != bucket[0].dtype
+                or grad.device != bucket[0].device
+            ):
+                flat = self.group.all_reduce(torch.cat([g.reshape(-1) for g in bucket]))
+                for g, part in zip(bucket, flat.split([g.numel() for g in bucket]), strict=True):
+                    g.copy_(part.view_as(g))
+                bucket, size = [], 0
+            if grad is not None:
+                bucket.append(grad)
+                size += grad.numel() * grad.element_size()
 
 
 @torch.no_grad()

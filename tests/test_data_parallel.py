@@ -1,0 +1,144 @@
+"""Data-parallel training (two gloo processes) gives the one-process weights.
+
+The driver (rank 0) runs SFT and policy-gradient steps through the ordinary
+:class:`~agentgym.trainers.learner.Learner`; rank 1 serves its share of every step
+(:func:`~agentgym.trainers.data_parallel.serve_training`). The final weights must equal a
+one-process run's up to floating-point summation order, and must differ from the start
+(so equality is not the trivial "nothing trained").
+"""
+
+from __future__ import annotations
+
+import random
+import socket
+from pathlib import Path
+
+import pytest
+import torch
+import torch.multiprocessing as mp
+from transformers import AutoModelForCausalLM
+
+from agentgym.models import resolve_model
+from agentgym.trainers.data import TrainingExample
+from agentgym.trainers.data_parallel import (
+    DataParallelGroup,
+    serve_training,
+    set_group,
+    shard,
+    stop_workers,
+)
+from agentgym.trainers.learner import Learner
+from agentgym.trainers.objectives import PolicyGradientObjective
+from agentgym.trainers.sft import SFTConfig, train_sft
+
+pytestmark = pytest.mark.slow
+
+# The summed gradients agree to float rounding (the ranks add their shares in another
+# order). AdamW's first steps move each weight by about lr * sign(gradient), so the few
+# weights whose gradient is ~0 may move differently: almost every weight must agree to
+# 1e-5, and none by more than a tenth of the learning rate.
+TOLERANCE = 1e-5
+MAX_DIFFERENCE = 1e-3
+
+
+def _examples(count: int = 10) -> list[TrainingExample]:
+    """Examples of different lengths sharing prompts (so prefix trees form, as in GRPO)."""
+    rng = random.Random(0)
+    prompts = [tuple(rng.randrange(5, 200) for _ in range(12)) for _ in range(3)]
+    examples = []
+    for index in range(count):
+        prompt = prompts[index % len(prompts)]
+        answer = tuple(rng.randrange(5, 200) for _ in range(4 + index % 5))
+        length = len(prompt) + len(answer)
+        examples.append(
+            TrainingExample(
+                prompt + answer,
+                (-100,) * len(prompt) + answer,
+                trajectory_id=f"t{index}",
+                advantages=(rng.uniform(-1, 1),) * length,
+                behaviour_logprobs=(-5.3,) * length,
+            )
+        )
+    return examples
+
+
+def _train(model: torch.nn.Module) -> list[dict[str, float]]:
+    """Two SFT steps (a fresh learner), then two policy-gradient steps (another learner)."""
+    examples = _examples()
+    config = SFTConfig(learning_rate=1e-2, epochs=1, batch_size=6, micro_batch_size=2,
+                       warmup_ratio=0.0, seed=3, progress=False)  # fmt: skip
+    history = train_sft(model, examples, config)
+    learner = Learner(model, learning_rate=5e-3, prefix_sharing=False, max_grad_norm=0.5)
+    objective = PolicyGradientObjective()
+    for start in (0, 5):
+        step = examples[start : start + 5]
+        history.append(learner.step([step[:2], step[2:4], step[4:]], objective))
+    return history
+
+
+def _model() -> torch.nn.Module:
+    torch.manual_seed(0)
+    return AutoModelForCausalLM.from_pretrained(resolve_model("tiny-random-llama"))
+
+
+def _rank(rank: int, world_size: int, port: int, out: str) -> None:
+    torch.set_num_threads(1)
+    group = DataParallelGroup(rank, world_size, port=port)
+    model = _model()
+    if rank != 0:
+        torch.manual_seed(1234)  # a different start: the driver's weights must arrive
+        with torch.no_grad():
+            for parameter in model.parameters():
+                parameter.add_(torch.randn_like(parameter))
+        serve_training(model, group)
+        torch.save(model.state_dict(), Path(out) / f"rank{rank}.pt")
+        return
+    set_group(group)
+    try:
+        history = _train(model)
+    finally:
+        stop_workers(group)
+        set_group(None)
+    torch.save({"weights": model.state_dict(), "history": history}, Path(out) / "rank0.pt")
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_two_gloo_processes_train_like_one(tmp_path: Path) -> None:
+    single = _model()
+    start = {name: tensor.clone() for name, tensor in single.state_dict().items()}
+    expected_history = _train(single)
+    mp.spawn(_rank, args=(2, _free_port(), str(tmp_path)), nprocs=2, join=True)
+    saved = torch.load(tmp_path / "rank0.pt")
+    driver, history = saved["weights"], saved["history"]
+    worker = torch.load(tmp_path / "rank1.pt")
+    # Same steps, same losses, same gradient norms (the all-reduced gradient), same tokens.
+    assert len(history) == len(expected_history) == 4
+    for got, want in zip(history, expected_history, strict=True):
+        assert got["trained_tokens"] == want["trained_tokens"]
+        assert got["loss"] == pytest.approx(want["loss"], rel=1e-5)
+        assert got["grad_norm"] == pytest.approx(want["grad_norm"], rel=1e-5)
+    expected = single.state_dict()
+    moved = max((expected[n] - start[n]).abs().max().item() for n in expected)
+    assert moved > 10 * MAX_DIFFERENCE  # training changed the weights
+    total = outside = 0
+    for name, tensor in expected.items():
+        difference = (driver[name] - tensor).abs()
+        assert difference.max().item() <= MAX_DIFFERENCE, name
+        outside += int((difference > TOLERANCE).sum())
+        total += tensor.numel()
+        assert torch.equal(driver[name], worker[name]), name  # the replicas stay identical
+    assert outside / total < 1e-4
+
+
+def test_shard_balances_tokens_and_covers_every_pass() -> None:
+    costs = [40, 10, 30, 20, 25]
+    plan = shard(costs, 2)
+    assert sorted(i for part in plan for i in part) == list(range(len(costs)))
+    loads = [sum(costs[i] for i in part) for part in plan]
+    assert max(loads) - min(loads) <= max(costs)
+    assert shard(costs, 1) == [[0, 1, 2, 3, 4]]
