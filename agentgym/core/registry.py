@@ -30,6 +30,8 @@ from typing import Any
 
 import gymnasium as gym
 
+from agentgym.core.wrappers import VERDICTS_AT_TRUNCATION
+
 __all__ = [
     "EnvFactory",
     "check_choice",
@@ -141,6 +143,8 @@ def register_env(
         entry_point=EnvFactory(entry_point, env_id),
         max_episode_steps=max_episode_steps,
         kwargs=dict(kwargs or {}),
+        # Outside TimeLimit: a truncated step reports success and verdicts like an ended one.
+        additional_wrappers=(VERDICTS_AT_TRUNCATION,),
     )
     _DESCRIPTIONS[env_id] = description
 
