@@ -6,6 +6,8 @@ Commands::
     agentgym rollout [hydra overrides...]   # collect episodes (configs/rollout.yaml)
     agentgym eval [hydra overrides...]      # held-out success with CIs (configs/eval.yaml)
     agentgym view <run dir | .jsonl>        # browse a run in a local web viewer
+    agentgym serve-env ENV_ID [k=v...]      # serve an environment (OpenEnv protocol)
+    agentgym serve-tools ENV_ID|module:obj  # serve tools as an MCP server (stdio)
 
 Config-driven commands are Hydra applications: every Hydra feature works after the command
 name (``key=value`` overrides, ``-m`` multirun, ``--cfg job`` to print the config, ``--help``).
@@ -28,6 +30,8 @@ commands:
   eval        held-out success rate and reward with confidence intervals (config: eval)
   serve       serve a model over an OpenAI-compatible API with vLLM (agentgym serve --help)
   view        browse a run or trajectory store in a local web viewer (agentgym view --help)
+  serve-env   serve an environment over OpenEnv's protocol (agentgym serve-env --help)
+  serve-tools serve a tool set (or a tool env's tools) as an MCP server over stdio
 
 Run `agentgym <command> --help` for the command's config and options.
 """
@@ -104,11 +108,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         from agentgym.view.server import main as view_main
 
         return view_main(rest)
+    if command == "serve-env":
+        from agentgym.serving.env_server import main as serve_env_main
+
+        return serve_env_main(rest)
+    if command == "serve-tools":
+        from agentgym.serving.mcp_tools import main as serve_tools_main
+
+        return serve_tools_main(rest)
     if command in _HYDRA_COMMANDS:
         return _run_hydra(command, rest)
     import difflib
 
-    valid = ["list-envs", "serve", "view", *_HYDRA_COMMANDS]
+    valid = ["list-envs", "serve", "serve-env", "serve-tools", "view", *_HYDRA_COMMANDS]
     close = difflib.get_close_matches(command, valid, n=1)
     hint = f" Did you mean '{close[0]}'?" if close else ""
     print(f"agentgym: unknown command '{command}'.{hint}\n\n{_USAGE}", file=sys.stderr)

@@ -49,3 +49,11 @@ register_env(
     description="Write a function, run hidden tests in a sandbox, repair from execution feedback.",
     max_episode_steps=10,
 )
+
+register_env(
+    "agentgym/Remote-v0",
+    "agentgym.serving.remote_env:RemoteEnv",
+    description="Any environment served by `agentgym serve-env`, over OpenEnv's protocol "
+    "(needs url=, token=).",
+    max_episode_steps=None,  # the served environment's time limit applies on the server
+)
