@@ -9,6 +9,10 @@ Example:
     >>> summary = summarize(runs, group_by=("difficulty",))
     >>> summary["success_rate"], summary["groups"]["difficulty=easy"]["episodes"]
     (0.5, 4)
+
+Mean-reward intervals are clipped to the environments' registered reward range
+(:func:`~agentgym.core.registry.reward_range`): one success in ten binary episodes has a
+normal-approximation interval of [-0.096, 0.296], reported as [0.0, 0.296].
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
 
+from agentgym.core.registry import reward_range
 from agentgym.core.trajectory import Trajectory
 
 __all__ = [
@@ -45,8 +50,22 @@ def wilson_interval(successes: int, total: int, z: float = _Z95) -> tuple[float,
     return (round(max(0.0, centre - half), 4), round(min(1.0, centre + half), 4))
 
 
-def mean_interval(values: Sequence[float], z: float = _Z95) -> tuple[float, float, float]:
-    """Mean and a normal-approximation 95% interval (mean, low, high)."""
+def mean_interval(
+    values: Sequence[float],
+    z: float = _Z95,
+    *,
+    bounds: tuple[float, float] | None = None,
+) -> tuple[float, float, float]:
+    """Mean and a normal-approximation 95% interval (mean, low, high).
+
+    ``bounds``: the range every value lies in (e.g. an environment's reward range); the
+    interval is clipped to it, since the mean cannot leave it.
+
+    >>> mean_interval([1.0] + [0.0] * 9)
+    (0.1, -0.096, 0.296)
+    >>> mean_interval([1.0] + [0.0] * 9, bounds=(0.0, 1.0))
+    (0.1, 0.0, 0.296)
+    """
     n = len(values)
     if n == 0:
         return (0.0, 0.0, 0.0)
@@ -55,13 +74,32 @@ def mean_interval(values: Sequence[float], z: float = _Z95) -> tuple[float, floa
         return (mean, mean, mean)
     variance = sum((v - mean) ** 2 for v in values) / (n - 1)
     half = z * math.sqrt(variance / n)
-    return (round(mean, 4), round(mean - half, 4), round(mean + half, 4))
+    low, high = mean - half, mean + half
+    if bounds is not None:
+        low, high = max(low, bounds[0]), min(high, bounds[1])
+    return (round(mean, 4), round(low, 4), round(high, 4))
 
 
-def _block(trajectories: Sequence[Trajectory]) -> dict[str, Any]:
+def _reward_bounds(trajectories: Sequence[Trajectory]) -> tuple[float, float] | None:
+    """The union of the trajectories' environments' reward ranges (``None``: one is unknown)."""
+    ranges = [reward_range(env_id) for env_id in {t.env_id for t in trajectories}]
+    known = [bounds for bounds in ranges if bounds is not None]
+    if not ranges or len(known) < len(ranges):
+        return None
+    return (min(low for low, _ in known), max(high for _, high in known))
+
+
+def _block(
+    trajectories: Sequence[Trajectory], reward_bounds: tuple[float, float] | None
+) -> dict[str, Any]:
     count = len(trajectories)
     successes = sum(bool(t.success) for t in trajectories)
-    mean, low, high = mean_interval([t.reward for t in trajectories])
+    rewards = [t.reward for t in trajectories]
+    if reward_bounds is not None and not all(
+        reward_bounds[0] <= reward <= reward_bounds[1] for reward in rewards
+    ):
+        reward_bounds = None  # a reward outside the declared range: do not trust the range
+    mean, low, high = mean_interval(rewards, bounds=reward_bounds)
     return {
         "episodes": count,
         "success_rate": round(successes / count, 4) if count else 0.0,
@@ -75,21 +113,30 @@ def _block(trajectories: Sequence[Trajectory]) -> dict[str, Any]:
 
 
 def summarize(
-    trajectories: Sequence[Trajectory], *, group_by: Sequence[str] = ("difficulty", "category")
+    trajectories: Sequence[Trajectory],
+    *,
+    group_by: Sequence[str] = ("difficulty", "category"),
+    reward_bounds: tuple[float, float] | None = None,
 ) -> dict[str, Any]:
     """Overall and per-group outcome statistics.
 
     Groups come from each trajectory's ``metadata["task"]`` (the task's own metadata, which
-    the collector records), e.g. ``difficulty`` or ``category``.
+    the collector records), e.g. ``difficulty`` or ``category``. ``reward_bounds`` (default:
+    the registered reward range of the trajectories' environments) clips the mean-reward
+    intervals.
     """
-    summary = _block(trajectories)
+    if reward_bounds is None:
+        reward_bounds = _reward_bounds(trajectories)
+    summary = _block(trajectories, reward_bounds)
     groups: dict[str, list[Trajectory]] = defaultdict(list)
     for trajectory in trajectories:
         task_metadata = trajectory.metadata.get("task") or {}
         for key in group_by:
             if key in task_metadata:
                 groups[f"{key}={task_metadata[key]}"].append(trajectory)
-    summary["groups"] = {name: _block(items) for name, items in sorted(groups.items())}
+    summary["groups"] = {
+        name: _block(items, reward_bounds) for name, items in sorted(groups.items())
+    }
     return summary
 
 

@@ -12,6 +12,7 @@ register_env(
     "agentgym.envs.calculator:CalculatorEnv",
     description="Multi-turn arithmetic with calculator tools (built with the public tools API).",
     max_episode_steps=24,
+    reward_range=(0.0, 1.0),
 )
 
 register_env(
@@ -19,6 +20,7 @@ register_env(
     "agentgym.envs.bfcl:BFCLMultiTurnEnv",
     description="BFCL v4 multi-turn function calling over stateful backends (needs bfcl-eval).",
     max_episode_steps=200,
+    reward_range=(0.0, 1.0),
 )
 
 register_env(
@@ -26,6 +28,7 @@ register_env(
     "agentgym.envs.tooluse:ToolUseEnv",
     description="Multi-turn stateful tool use over 5 simulated backends, BFCL-style checks.",
     max_episode_steps=60,
+    reward_range=(0.0, 1.0),
 )
 
 register_env(
@@ -33,6 +36,7 @@ register_env(
     "agentgym.envs.webshop.env:WebShopEnv",
     description="WebShop: search and buy from a generated catalog (BM25), the benchmark's reward.",
     max_episode_steps=15,
+    reward_range=(0.0, 1.0),
 )
 
 register_env(
@@ -40,6 +44,7 @@ register_env(
     "agentgym.envs.travelplanner.env:TravelPlannerEnv",
     description="TravelPlanner: tools + plan writing (two-stage / sole-planning), 13 checks.",
     max_episode_steps=30,
+    reward_range=(0.0, 1.0),
     kwargs={"mode": "two-stage"},
 )
 
@@ -48,12 +53,5 @@ register_env(
     "agentgym.envs.codeexec.env:CodeExecEnv",
     description="Write a function, run hidden tests in a sandbox, repair from execution feedback.",
     max_episode_steps=10,
-)
-
-register_env(
-    "agentgym/Remote-v0",
-    "agentgym.serving.remote_env:RemoteEnv",
-    description="Any environment served by `agentgym serve-env`, over OpenEnv's protocol "
-    "(needs url=, token=).",
-    max_episode_steps=None,  # the served environment's time limit applies on the server
+    reward_range=(0.0, 1.0),
 )

@@ -39,10 +39,12 @@ __all__ = [
     "make",
     "register_env",
     "register_tool_env",
+    "reward_range",
 ]
 
 NAMESPACE = "agentgym"
 _DESCRIPTIONS: dict[str, str] = {}
+_REWARD_RANGES: dict[str, tuple[float, float]] = {}
 
 
 class EnvFactory:
@@ -109,6 +111,7 @@ def register_env(
     description: str,
     max_episode_steps: int | None,
     kwargs: Mapping[str, Any] | None = None,
+    reward_range: tuple[float, float] | None = None,
     override: bool = False,
 ) -> None:
     """Register an environment with Gymnasium (and :func:`list_envs`).
@@ -119,6 +122,9 @@ def register_env(
         description: One line shown by :func:`list_envs`.
         max_episode_steps: Time limit applied by ``gymnasium.make`` (``None``: no limit).
         kwargs: Default constructor arguments (overridable in ``make``).
+        reward_range: Smallest and largest total reward of an episode, for every argument
+            choice; summaries keep confidence intervals of the mean reward inside it
+            (``None``: unknown, intervals are not clipped).
         override: Replace an existing registration with the same id.
     """
     existing = gym.registry.get(env_id)
@@ -138,6 +144,8 @@ def register_env(
         )
     if "\n" in description:
         raise ValueError("description must be one line")
+    if reward_range is not None and not reward_range[0] <= reward_range[1]:
+        raise ValueError(f"reward_range must be (low, high) with low <= high, got {reward_range}")
     gym.register(
         id=env_id,
         entry_point=EnvFactory(entry_point, env_id),
@@ -147,6 +155,20 @@ def register_env(
         additional_wrappers=(VERDICTS_AT_TRUNCATION,),
     )
     _DESCRIPTIONS[env_id] = description
+    if reward_range is None:
+        _REWARD_RANGES.pop(env_id, None)
+    else:
+        _REWARD_RANGES[env_id] = (float(reward_range[0]), float(reward_range[1]))
+
+
+def reward_range(env_id: str) -> tuple[float, float] | None:
+    """The registered range of an episode's total reward (``None``: not declared).
+
+    >>> import agentgym
+    >>> reward_range("agentgym/Calculator-v0")
+    (0.0, 1.0)
+    """
+    return _REWARD_RANGES.get(env_id)
 
 
 def register_tool_env(
