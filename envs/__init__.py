@@ -55,3 +55,11 @@ register_env(
     max_episode_steps=10,
     reward_range=(0.0, 1.0),
 )
+
+register_env(
+    "agentgym/Remote-v0",
+    "agentgym.serving.remote_env:RemoteEnv",
+    description="Any environment served by `agentgym serve-env`, over OpenEnv's protocol "
+    "(needs url=, token=).",
+    max_episode_steps=None,  # the served environment's time limit applies on the server
+)
