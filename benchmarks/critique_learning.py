@@ -43,8 +43,9 @@ vLLM runs with whole prefills (chunked prefill off, :func:`whole_prefills`): vLL
 the CPU crashes ("CPU Generator does not use offset") when a request with its own seed has
 its prompt prefilled in chunks, which large seeded batches (N proposals, refinements) cause.
 
-The order per seed is: test time with the oracle, ``trainer=critique``, ``trainer=rft``,
-``trainer=critic``, test time with the trained critic. Runs live in ``--runs``; re-running
+The order: test time with the oracle for every seed (the cheapest, central curves), then per
+seed ``trainer=critique``, ``trainer=rft``, ``trainer=critic`` and test time with the
+trained critic. Runs live in ``--runs``; re-running
 the script resumes them (``agentgym train`` runs resume from their ledgers, the test-time
 workers from their recorded samples and finished phases). After every run the report in
 ``--out`` is rewritten: ``results.json`` (every run's rows), ``results.md``,
@@ -604,9 +605,18 @@ def plot(tables: dict[str, Any], ns: Sequence[int], model: str, out: Path) -> No
 
 # ------------------------------------------------------------------------- main --
 
-#: (kind, name): the runs of one seed, in order.
-PLAN = (("testtime", "oracle"), ("train", "critique"), ("train", "rft"), ("train", "critic"),
-        ("testtime", "trained"))  # fmt: skip
+#: (kind, name): the runs of one seed after the oracle test-time phase, in order.
+PLAN = (("train", "critique"), ("train", "rft"), ("train", "critic"), ("testtime", "trained"))
+
+
+def schedule(seeds: Sequence[int]) -> list[tuple[int, str, str]]:
+    """Every run as (seed, kind, name): the oracle test-time phase of every seed first.
+
+    >>> schedule([0, 1])[:3]
+    [(0, 'testtime', 'oracle'), (1, 'testtime', 'oracle'), (0, 'train', 'critique')]
+    """
+    first = [(seed, "testtime", "oracle") for seed in seeds]
+    return first + [(seed, kind, name) for seed in seeds for kind, name in PLAN]
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -635,7 +645,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     out.mkdir(parents=True, exist_ok=True)
     runs: dict[str, dict[str, Any]] = {}
     seconds: dict[str, float] = {}
-    steps = [(seed, kind, name) for seed in args.seeds for kind, name in PLAN]
+    steps = schedule(args.seeds)
     for step, (seed, kind, name) in enumerate(steps, start=1):
         started = time.perf_counter()
         if kind == "testtime":
@@ -645,7 +655,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             runs.setdefault(name, {})[str(seed)] = run_training(name, seed, protocol, args)
         seconds[f"{kind}-{name}-seed{seed}"] = round(time.perf_counter() - started, 1)
         meta = {"protocol": asdict(protocol), "env_kwargs": ENV_KWARGS, "seeds": args.seeds,
-                "plan": PLAN, "seconds": seconds, "complete": step == len(steps)}  # fmt: skip
+                "plan": steps, "seconds": seconds, "complete": step == len(steps)}  # fmt: skip
         write_report(runs, meta, out)  # a partial report after every run
     print((out / "results.md").read_text())
 
