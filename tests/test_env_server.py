@@ -205,6 +205,20 @@ def test_non_text_actions_get_the_environments_own_answer(server: Server) -> Non
     env.close()
 
 
+def test_an_action_too_long_for_the_transport_gets_the_environments_feedback(
+    server: Server,
+) -> None:
+    env = _remote(server)
+    env.reset(seed=0)
+    limit = env.unwrapped.server_metadata["max_message_bytes"]
+    observation, reward, terminated, truncated, info = env.step("x" * (limit + 10))
+    assert reward == 0.0
+    assert observation.startswith("Invalid action: it has 4097 characters, more than the limit")
+    assert info["action_valid"] is False and not (terminated or truncated)
+    assert env.step("hello")[0]  # the session is intact
+    env.close()
+
+
 # -------------------------------------------------------------------- sessions --
 
 

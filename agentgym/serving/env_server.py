@@ -81,7 +81,9 @@ class ServerSettings:
         max_sessions: Most sessions open at once.
         idle_timeout: Seconds without a message after which a session is closed.
         step_timeout: Longest a reset or step may run before its session is closed.
-        max_message_bytes: Largest WebSocket message the server accepts.
+        max_message_bytes: Largest WebSocket message the server accepts; ``None``: room for
+            the longest action the environment accepts (6 bytes per character, JSON's worst
+            case) plus 64 KiB, at least 1 MiB.
     """
 
     env_id: str
@@ -90,13 +92,13 @@ class ServerSettings:
     max_sessions: int = 64
     idle_timeout: float = 300.0
     step_timeout: float = 120.0
-    max_message_bytes: int = 1 << 20
+    max_message_bytes: int | None = None
 
     def __post_init__(self) -> None:
         problems = [
             f"{name} must be > 0, got {getattr(self, name)}"
             for name in ("max_sessions", "idle_timeout", "step_timeout", "max_message_bytes")
-            if not getattr(self, name) > 0
+            if getattr(self, name) is not None and not getattr(self, name) > 0
         ]
         if self.token is not None and not self.token.strip():
             problems.append("token must not be empty (pass None to disable the check)")
@@ -143,6 +145,11 @@ class EnvServer:
             self._probe_metadata = self._describe(probe)
         finally:
             probe.close()
+        if settings.max_message_bytes is None:
+            # An over-long action must reach the environment (which answers it with
+            # feedback), not be cut off by the transport.
+            longest_action = self._probe_metadata["max_action_length"] or 16_384
+            settings.max_message_bytes = max(1 << 20, 6 * longest_action + (1 << 16))
         self.sessions: dict[str, _Session] = {}
         self._opening = 0  # sessions whose environment is being made
         self._executor = ThreadPoolExecutor(
@@ -188,6 +195,7 @@ class EnvServer:
             "active_sessions": len(self.sessions),
             "idle_timeout_s": self.settings.idle_timeout,
             "step_timeout_s": self.settings.step_timeout,
+            "max_message_bytes": self.settings.max_message_bytes,
         }
 
     # ------------------------------------------------------------------ HTTP routes --
@@ -616,7 +624,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     config = uvicorn.Config(
         server.app,
         log_level="warning",
-        ws_max_size=settings.max_message_bytes,
+        ws_max_size=settings.max_message_bytes or 1 << 20,
         ws_ping_interval=20.0,
         ws_ping_timeout=20.0,
         timeout_graceful_shutdown=5,

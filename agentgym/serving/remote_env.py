@@ -261,8 +261,18 @@ class RemoteEnv(gym.Env[str, str]):
         return text, info
 
     def step(self, action: str) -> tuple[str, float, bool, bool, dict[str, Any]]:
-        """Send one action; the server's environment decides what it means."""
-        return self._observation(self._request(step_message(action), "observation"))
+        """Send one action; the server's environment decides what it means.
+
+        An action too long for the server's message limit is sent cut to one character
+        over the environment's action limit, so the environment still answers it with its
+        "too long" feedback (which then reports that length) instead of the connection
+        breaking.
+        """
+        message = step_message(action)
+        limit = self.server_metadata.get("max_message_bytes")
+        if limit and isinstance(action, str) and len(json.dumps(message)) > limit:
+            message = step_message(action[: self.action_space.max_length + 1])
+        return self._observation(self._request(message, "observation"))
 
     @staticmethod
     def _observation(data: dict[str, Any]) -> tuple[str, float, bool, bool, dict[str, Any]]:
