@@ -1,9 +1,27 @@
-"""The batched multi-turn rollout collector.
+"""The multi-turn rollout collector, asynchronous by default.
 
-:class:`RolloutCollector` plays many episodes over a pool of environment copies at once. At
-every turn it gathers the prompts of all active episodes into **one** engine call, steps
-each environment with its completion, retires finished episodes and starts queued ones in
-the freed slots, so the engine always sees a full batch.
+:class:`RolloutCollector` plays many episodes over a pool of environment copies at once, in
+one of two modes that produce the same trajectories:
+
+* ``mode="async"`` (default): every episode advances on its own. Its next prompt goes to the
+  engine's request queue (:meth:`Engine.completion_queue
+  <agentgym.engines.base.Engine.completion_queue>`) as soon as its environment step is done,
+  and its completion is stepped as soon as it is ready. Environment resets, steps and
+  evaluations run on a pool of worker threads (``env_workers``), so slow environments (a
+  code sandbox, a search backend) overlap with generation and with each other. With vLLM
+  the queue batches continuously (a request joins the running batch at the next decoding
+  step); with other engines each engine call takes every prompt queued so far, after
+  waiting at most ``gather_seconds`` for environment steps still running.
+* ``mode="sync"``: at every turn the prompts of all active episodes go into **one**
+  ``engine.generate`` call, then each environment is stepped in turn; the batch waits for
+  its slowest completion and its slowest environment.
+
+Both modes then retire finished episodes and start queued ones in the freed slots.
+Trajectories do not depend on the mode or on how episodes were batched: each turn samples
+with its own seed, derived from the run's seed, the episode's id and the turn (vLLM's
+per-request seeds; per-row generators in :class:`~agentgym.engines.hf.HFEngine`), and each
+episode's environment is reset from its own seed. Only floating-point differences between
+batch shapes could change a sample, which the tests do not see on the tiny model.
 
 Rollouts are token-exact (see :mod:`agentgym.chat`): each trajectory's messages carry the
 ids the policy sampled (with their log-probs) and the ids of every observation as appended
@@ -33,9 +51,10 @@ import hashlib
 import time
 import traceback
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import gymnasium as gym
 
@@ -44,8 +63,13 @@ from agentgym.core.env import InfoKeys
 from agentgym.core.policy import ScriptedPolicy
 from agentgym.core.trajectory import Message, Step, Trajectory, TrajectoryStore
 from agentgym.engines.base import Completion, Engine, SamplingParams
+from agentgym.engines.requests import GenerationRequest, cut
 
-__all__ = ["EpisodeSpec", "RolloutCollector", "RolloutStats"]
+__all__ = ["ROLLOUT_MODES", "EpisodeSpec", "RolloutCollector", "RolloutStats"]
+
+RolloutMode = Literal["async", "sync"]
+#: The collector's modes (see the module docstring).
+ROLLOUT_MODES: tuple[str, ...] = ("async", "sync")
 
 # info entries not copied into Step.info (already stored elsewhere, or bulky).
 _STEP_INFO_SKIP = frozenset(
@@ -90,7 +114,12 @@ class EpisodeSpec:
 
 @dataclass
 class RolloutStats:
-    """Throughput and outcome counters of one :meth:`RolloutCollector.run`."""
+    """Throughput and outcome counters of one :meth:`RolloutCollector.run`.
+
+    ``engine_calls`` counts ``generate`` calls (vLLM's asynchronous queue: scheduler steps);
+    ``env_seconds`` adds up the time of every environment call, so with worker threads it
+    can exceed ``wall_seconds``.
+    """
 
     episodes: int = 0
     successes: int = 0
@@ -115,6 +144,17 @@ def _turn_seed(seed: int | None, episode_id: str, turn: int) -> int:
     """A stable sampling seed for one turn of one episode, derived from the run's seed."""
     digest = hashlib.blake2b(f"{seed}/{episode_id}/{turn}".encode(), digest_size=8).digest()
     return int.from_bytes(digest, "little") % (2**31)
+
+
+@dataclass
+class _EnvOutcome:
+    """What one environment call returned (computed on a worker thread in async mode)."""
+
+    transition: tuple[str, float, bool, bool, dict[str, Any]] | None = None
+    error: str | None = None
+    evaluation: Any | None = None
+    evaluation_error: str | None = None
+    seconds: float = 0.0
 
 
 @dataclass
@@ -148,6 +188,16 @@ class RolloutCollector:
         policy_name: Recorded in each trajectory (default: the engine's or expert's name).
         observation_roles: Maps the environment's observation roles to chat roles, for
             templates without a ``tool`` role (e.g. ``{"tool": "user"}``).
+        mode: ``"async"`` (default) or ``"sync"`` (see the module docstring); the same
+            trajectories either way.
+        env_workers: Worker threads for environment calls in async mode (default:
+            ``num_envs``, one per environment copy).
+        gather_seconds: Async mode with an engine that does not batch continuously (HF,
+            OpenAI-compatible): how long queued prompts wait for environment steps still
+            running before an engine call starts without them.
+        env_factory: Builds each environment copy from ``(env_id, env_kwargs)`` (default:
+            ``gym.make``); e.g. :class:`agentgym.distributed.RayEnvWorkers` hosts them in
+            Ray actors.
     """
 
     def __init__(
@@ -163,9 +213,22 @@ class RolloutCollector:
         expert_kwargs: Mapping[str, Any] | None = None,
         policy_name: str | None = None,
         observation_roles: Mapping[str, str] | None = None,
+        mode: RolloutMode = "async",
+        env_workers: int | None = None,
+        gather_seconds: float = 1.0,
+        env_factory: Callable[[str, dict[str, Any]], gym.Env] | None = None,
     ) -> None:
         if num_envs < 1:
             raise ValueError(f"num_envs must be >= 1, got {num_envs}")
+        if mode not in ROLLOUT_MODES:
+            raise ValueError(f"mode must be one of {ROLLOUT_MODES}, got {mode!r}")
+        if env_workers is not None and env_workers < 1:
+            raise ValueError(f"env_workers must be >= 1, got {env_workers}")
+        if gather_seconds < 0:
+            raise ValueError(f"gather_seconds must be >= 0, got {gather_seconds}")
+        self.mode = mode
+        self.env_workers = env_workers or num_envs
+        self.gather_seconds = gather_seconds
         self.sampling = sampling or SamplingParams()
         if self.sampling.n != 1:
             raise ValueError(
@@ -179,7 +242,8 @@ class RolloutCollector:
         self.max_turns = max_turns
         self.max_context_tokens = max_context_tokens
         self.observation_roles = dict(observation_roles or {})
-        self.envs = [gym.make(env_id, **self.env_kwargs) for _ in range(num_envs)]
+        make_env = env_factory or (lambda env_id, kwargs: gym.make(env_id, **kwargs))
+        self.envs = [make_env(env_id, dict(self.env_kwargs)) for _ in range(num_envs)]
         self.policy_name = policy_name or (engine.name if engine is not None else "expert")
         self.end_token_ids = self._end_token_ids()
         self.stats = RolloutStats()
@@ -220,38 +284,179 @@ class RolloutCollector:
         if store is not None:
             wanted = {spec.trajectory_id for spec in specs}
             done.update({t.id: t for t in store if t.id in wanted})
-        queue = deque(spec for spec in specs if spec.trajectory_id not in done)
-        slots: list[_Active | None] = [None] * len(self.envs)
+        pending = deque(spec for spec in specs if spec.trajectory_id not in done)
         bar = tqdm(total=len(specs), initial=len(done), desc=desc, disable=not progress,
                    unit="ep", dynamic_ncols=True)  # fmt: skip
         try:
-            while queue or any(slots):
-                for index, slot in enumerate(slots):
-                    while slot is None and queue:
-                        slot = self._start(index, queue.popleft(), iteration)
-                        if slot.trajectory.error is not None:  # failed to start
-                            self._finish(slot, done, store, bar)
-                            slot = None
-                    slots[index] = slot
-                active = [(i, s) for i, s in enumerate(slots) if s is not None]
-                if not active:
-                    break
-                actions = self._act(active)
-                finished = []
-                for (index, slot), action in zip(active, actions, strict=True):
-                    if self._step(index, slot, action):
-                        finished.append(slot)
-                        slots[index] = None
-                for slot in finished:
-                    self._finish(slot, done, store, bar)
+            if self.mode == "sync":
+                self._run_sync(pending, done, store, iteration, bar)
+            else:
+                self._run_async(pending, done, store, iteration, bar)
         finally:
             bar.close()
         self.stats.wall_seconds = time.perf_counter() - started
         return [done[spec.trajectory_id] for spec in specs if spec.trajectory_id in done]
 
+    def _run_sync(
+        self,
+        pending: deque[EpisodeSpec],
+        done: dict[str, Trajectory],
+        store: TrajectoryStore | None,
+        iteration: int | None,
+        bar: Any,
+    ) -> None:
+        """One engine call per turn over all active episodes, then every environment step."""
+        slots: list[_Active | None] = [None] * len(self.envs)
+        while pending or any(slots):
+            for index, slot in enumerate(slots):
+                while slot is None and pending:
+                    spec = pending.popleft()
+                    slot = self._open(index, spec, iteration, self._reset_work(index, spec))
+                    if slot.trajectory.error is not None:  # failed to start
+                        self._finish(slot, done, store, bar)
+                        slot = None
+                slots[index] = slot
+            active = [(i, s) for i, s in enumerate(slots) if s is not None]
+            if not active:
+                break
+            actions = self._act(active)
+            finished = []
+            for (index, slot), action in zip(active, actions, strict=True):
+                if self._step(index, slot, action):
+                    finished.append(slot)
+                    slots[index] = None
+            for slot in finished:
+                self._finish(slot, done, store, bar)
+
+    def _run_async(
+        self,
+        pending: deque[EpisodeSpec],
+        done: dict[str, Trajectory],
+        store: TrajectoryStore | None,
+        iteration: int | None,
+        bar: Any,
+    ) -> None:
+        """Each episode advances when its own completion or environment call is done.
+
+        The main thread owns the engine queue, the tokenizer (conversations) and the
+        trajectories; worker threads only call ``reset``/``step``/``evaluate`` on the one
+        environment copy of their episode, which nothing else touches meanwhile.
+        """
+        queue = self.engine.completion_queue() if self.engine is not None else None
+        slots: list[_Active | None] = [None] * len(self.envs)
+        free = deque(range(len(self.envs)))
+        # A future's owner: the slot index and the spec (reset) or the action's text (step;
+        # None when the episode ran out of context and only needs its evaluation).
+        jobs: dict[Future[Any], tuple[int, EpisodeSpec | None, str | None]] = {}
+        gather_started: float | None = None
+        pool = ThreadPoolExecutor(self.env_workers, thread_name_prefix="agentgym-env")
+
+        def end(index: int) -> None:
+            slot = slots[index]
+            assert slot is not None
+            self._finish(slot, done, store, bar)
+            slots[index] = None
+            free.append(index)
+
+        def submit_step(index: int, slot: _Active, action: Completion | str | None) -> None:
+            try:
+                text = None if action is None else self._take_action(slot, action)
+            except ChatTemplateError:
+                raise
+            except Exception as exc:
+                _record_error(slot.trajectory, "step", exc)
+                end(index)
+                return
+            work = pool.submit(self._env_work, index, text, self._last_turn(slot))
+            jobs[work] = (index, None, text)
+
+        def next_turn(index: int, slot: _Active) -> None:
+            if slot.expert is not None:
+                submit_step(index, slot, slot.expert.act(slot.observation, slot.info))
+                return
+            assert queue is not None and slot.conversation is not None
+            limit = self._turn_limit(slot)
+            if limit < 1:
+                submit_step(index, slot, None)  # the context is full: truncate
+                return
+            seed = None
+            if self.sampling.seed is not None:
+                seed = _turn_seed(self.sampling.seed, slot.spec.trajectory_id, slot.turns)
+            params = self.sampling.with_(max_tokens=limit, seed=seed)
+            key = (index, slot.spec.trajectory_id, slot.turns)
+            queue.submit(GenerationRequest(key, list(slot.conversation.token_ids), params))
+
+        def completed(key: Hashable, completion: Completion) -> None:
+            index, _, _ = key  # type: ignore[misc]
+            slot = slots[index]
+            assert slot is not None
+            self.stats.generated_tokens += len(completion.token_ids)
+            submit_step(index, slot, completion)
+
+        try:
+            while True:
+                while free and pending:
+                    index, spec = free.popleft(), pending.popleft()
+                    jobs[pool.submit(self._reset_work, index, spec)] = (index, spec, None)
+                for work in [work for work in jobs if work.done()]:
+                    index, spec, text = jobs.pop(work)
+                    if spec is not None:  # a reset finished
+                        slot = self._open(index, spec, iteration, work.result())
+                        slots[index] = slot
+                        if slot.trajectory.error is not None:
+                            end(index)
+                        else:
+                            next_turn(index, slot)
+                        continue
+                    slot = slots[index]
+                    assert slot is not None
+                    if self._record(slot, text, work.result()):
+                        end(index)
+                    else:
+                        next_turn(index, slot)
+                waiting = queue.pending if queue is not None else 0
+                if not jobs and not waiting:
+                    if pending and free:
+                        continue
+                    break
+                if waiting and queue is not None:
+                    if gather_started is None:
+                        gather_started = time.perf_counter()
+                    gathered = time.perf_counter() - gather_started
+                    if queue.continuous or not jobs or gathered >= self.gather_seconds:
+                        gather_started = None
+                        for key, completion in queue.poll():
+                            completed(key, completion)
+                        continue
+                    wait(jobs, timeout=self.gather_seconds - gathered, return_when=FIRST_COMPLETED)
+                else:
+                    wait(jobs, return_when=FIRST_COMPLETED)
+        finally:
+            if queue is not None:
+                self.stats.engine_calls += queue.calls
+                self.stats.engine_seconds += queue.seconds
+                queue.close()
+            pool.shutdown(wait=True, cancel_futures=True)
+
     # ------------------------------------------------------------------ pieces --
 
-    def _start(self, index: int, spec: EpisodeSpec, iteration: int | None) -> _Active:
+    def _reset_work(
+        self, index: int, spec: EpisodeSpec
+    ) -> tuple[str, dict[str, Any], str, dict[str, Any]] | str:
+        """Reset environment ``index`` for ``spec`` (worker-safe); an error's text if it fails."""
+        try:
+            return self._reset(self.envs[index], spec)
+        except Exception as exc:  # a broken environment must not stop the run
+            return _format_error("reset", exc)
+
+    def _open(
+        self,
+        index: int,
+        spec: EpisodeSpec,
+        iteration: int | None,
+        reset: tuple[str, dict[str, Any], str, dict[str, Any]] | str,
+    ) -> _Active:
+        """The episode's trajectory and conversation after its reset (main thread)."""
         env = self.envs[index]
         trajectory = Trajectory(
             env_id=self.env_id,
@@ -262,13 +467,12 @@ class RolloutCollector:
             iteration=iteration,
             metadata=dict(spec.metadata),
         )
-        try:
-            opening_observation, opening_info, observation, info = self._reset(env, spec)
-        except Exception as exc:  # a broken environment must not stop the run
-            trajectory.error = _format_error("reset", exc)
+        if isinstance(reset, str):
+            trajectory.error = reset
             trajectory.truncated = True
             trajectory.truncation_reason = "env_error"
             return _Active(spec, trajectory, "", {})
+        opening_observation, opening_info, observation, info = reset
         trajectory.task_id = str(opening_info[InfoKeys.TASK_ID])
         trajectory.episode_seed = opening_info.get(InfoKeys.EPISODE_SEED)
         task_metadata = getattr(env.unwrapped.task, "metadata", None)
@@ -358,12 +562,12 @@ class RolloutCollector:
                 actions[position] = slot.expert.act(slot.observation, slot.info)
                 continue
             assert slot.conversation is not None
-            room = self.max_context_tokens - len(slot.conversation.token_ids)
-            if room < 1:
+            limit = self._turn_limit(slot)
+            if limit < 1:
                 actions[position] = None  # the context is full: truncate this episode
                 continue
             prompts.append(slot.conversation.token_ids)
-            owners.append((position, min(room, self.sampling.max_tokens)))
+            owners.append((position, limit))
             seeds.append(_turn_seed(self.sampling.seed, slot.spec.trajectory_id, slot.turns))
         if prompts:
             assert self.engine is not None
@@ -381,44 +585,91 @@ class RolloutCollector:
             self.stats.engine_seconds += time.perf_counter() - started
             self.stats.engine_calls += 1
             for (position, limit), completions in zip(owners, results, strict=True):
-                completion = completions[0]
-                if len(completion.token_ids) > limit:
-                    completion = Completion(
-                        text=completion.text,
-                        token_ids=completion.token_ids[:limit],
-                        logprobs=completion.logprobs[:limit],
-                        finish_reason="length",
-                    )
+                completion = cut(completions[0], limit)
                 self.stats.generated_tokens += len(completion.token_ids)
                 actions[position] = completion
         return actions
 
+    def _turn_limit(self, slot: _Active) -> int:
+        """The next completion's token budget (< 1: the context is full)."""
+        assert slot.conversation is not None
+        room = self.max_context_tokens - len(slot.conversation.token_ids)
+        return min(room, self.sampling.max_tokens)
+
+    def _last_turn(self, slot: _Active) -> bool:
+        """Whether the coming action is the last the collector's ``max_turns`` allows."""
+        return self.max_turns is not None and slot.turns + 1 >= self.max_turns
+
     def _step(self, index: int, slot: _Active, action: Completion | str | None) -> bool:
-        """Apply one action; return whether the episode ended."""
+        """Apply one action in this thread; return whether the episode ended."""
+        try:
+            text = None if action is None else self._take_action(slot, action)
+        except ChatTemplateError:
+            raise  # a property of the model's template, not of one episode: stop clearly
+        except Exception as exc:
+            _record_error(slot.trajectory, "step", exc)
+            return True
+        return self._record(slot, text, self._env_work(index, text, self._last_turn(slot)))
+
+    def _take_action(self, slot: _Active, action: Completion | str) -> str:
+        """Append the policy's action to the trajectory (main thread); return its text."""
+        if isinstance(action, Completion):
+            assert slot.conversation is not None
+            text = slot.conversation.add_assistant(action.token_ids, action.logprobs)
+            message = Message(
+                "assistant",
+                text,
+                trainable=True,
+                token_ids=list(action.token_ids),
+                logprobs=list(action.logprobs) or None,
+            )
+        else:
+            text = action
+            message = Message("assistant", text, trainable=True)
+        slot.trajectory.messages.append(message)
+        return text
+
+    def _env_work(self, index: int, text: str | None, last_turn: bool) -> _EnvOutcome:
+        """Step environment ``index`` with ``text``, then evaluate it if the episode ends
+        unfinished; ``text=None`` only evaluates (the context is full). Worker-safe: it
+        touches nothing but that environment copy.
+        """
+        env = self.envs[index]
+        outcome = _EnvOutcome()
+        started = time.perf_counter()
+        evaluate = text is None
+        if text is not None:
+            try:
+                outcome.transition = env.step(text)
+            except Exception as exc:
+                outcome.error = _format_error("step", exc)
+            else:
+                _, _, terminated, truncated, _ = outcome.transition
+                evaluate = not terminated and (truncated or last_turn)
+        if evaluate:
+            try:
+                outcome.evaluation = env.unwrapped.evaluate()
+            except Exception as exc:
+                outcome.evaluation_error = _format_error("evaluate", exc)
+        outcome.seconds = time.perf_counter() - started
+        return outcome
+
+    def _record(self, slot: _Active, text: str | None, outcome: _EnvOutcome) -> bool:
+        """Apply an environment outcome to the episode (main thread); return whether it ended."""
         trajectory = slot.trajectory
-        if action is None:
+        self.stats.env_seconds += outcome.seconds
+        if text is None:
             trajectory.truncated = True
             trajectory.truncation_reason = "max_context"
-            self._evaluate_unfinished(index, trajectory)
+            _apply_evaluation(trajectory, outcome)
             return True
+        if outcome.error is not None or outcome.transition is None:
+            trajectory.error = outcome.error
+            trajectory.truncated = True
+            trajectory.truncation_reason = "env_error"
+            return True
+        observation, reward, terminated, truncated, info = outcome.transition
         try:
-            if isinstance(action, Completion):
-                assert slot.conversation is not None
-                text = slot.conversation.add_assistant(action.token_ids, action.logprobs)
-                message = Message(
-                    "assistant",
-                    text,
-                    trainable=True,
-                    token_ids=list(action.token_ids),
-                    logprobs=list(action.logprobs) or None,
-                )
-            else:
-                text = action
-                message = Message("assistant", text, trainable=True)
-            trajectory.messages.append(message)
-            started = time.perf_counter()
-            observation, reward, terminated, truncated, info = self.envs[index].step(text)
-            self.stats.env_seconds += time.perf_counter() - started
             role = self._chat_role(info.get(InfoKeys.OBSERVATION_ROLE, "user"))
             observation_message = Message(role, observation)
             if slot.conversation is not None:
@@ -426,9 +677,7 @@ class RolloutCollector:
         except ChatTemplateError:
             raise  # a property of the model's template, not of one episode: stop clearly
         except Exception as exc:
-            trajectory.error = _format_error("step", exc)
-            trajectory.truncated = True
-            trajectory.truncation_reason = "env_error"
+            _record_error(trajectory, "step", exc)
             return True
         trajectory.messages.append(observation_message)
         trajectory.steps.append(
@@ -456,20 +705,9 @@ class RolloutCollector:
         if truncated or (self.max_turns is not None and slot.turns >= self.max_turns):
             trajectory.truncated = True
             trajectory.truncation_reason = "max_episode_steps" if truncated else "max_turns"
-            self._evaluate_unfinished(index, trajectory)
+            _apply_evaluation(trajectory, outcome)
             return True
         return False
-
-    def _evaluate_unfinished(self, index: int, trajectory: Trajectory) -> None:
-        try:
-            evaluation = self.envs[index].unwrapped.evaluate()
-        except Exception as exc:
-            trajectory.error = _format_error("evaluate", exc)
-            trajectory.success = False
-            return
-        trajectory.success = bool(evaluation.success)
-        trajectory.verdicts = dict(evaluation.verdicts)
-        trajectory.feedback = evaluation.feedback
 
     def _finish(
         self,
@@ -493,6 +731,24 @@ class RolloutCollector:
 
     def _chat_role(self, role: str) -> str:
         return self.observation_roles.get(role, role)
+
+
+def _record_error(trajectory: Trajectory, where: str, exc: BaseException) -> None:
+    """End ``trajectory`` with an environment error."""
+    trajectory.error = _format_error(where, exc)
+    trajectory.truncated = True
+    trajectory.truncation_reason = "env_error"
+
+
+def _apply_evaluation(trajectory: Trajectory, outcome: _EnvOutcome) -> None:
+    """Judge an episode that ended unfinished with the environment's evaluation."""
+    if outcome.evaluation_error is not None or outcome.evaluation is None:
+        trajectory.error = outcome.evaluation_error or "environment evaluate was not run"
+        trajectory.success = False
+        return
+    trajectory.success = bool(outcome.evaluation.success)
+    trajectory.verdicts = dict(outcome.evaluation.verdicts)
+    trajectory.feedback = outcome.evaluation.feedback
 
 
 def _format_error(where: str, exc: BaseException) -> str:

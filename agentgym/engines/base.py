@@ -18,7 +18,10 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
+
+if TYPE_CHECKING:
+    from agentgym.engines.requests import CompletionQueue
 
 __all__ = ["Completion", "Engine", "SamplingParams"]
 
@@ -156,6 +159,16 @@ class Engine(ABC):
             for conversation in conversations
         ]
         return self.generate(prompts, params)
+
+    def completion_queue(self) -> CompletionQueue:
+        """A request-level view of the engine for asynchronous rollouts.
+
+        The default batches whatever is queued into one :meth:`generate` call per poll
+        (see :mod:`agentgym.engines.requests`); engines with continuous batching override it.
+        """
+        from agentgym.engines.requests import BatchingQueue
+
+        return BatchingQueue(self)
 
     def update_weights(self, model: Any) -> None:
         """Load the weights of a trainer's model (a ``torch.nn.Module``) into the engine."""

@@ -9,6 +9,12 @@ ids (up to and including the end-of-sequence token, no padding) and the log-prob
 each under the distribution it was sampled from (after temperature and top-p; greedy
 decoding reports the temperature-1 log-probabilities).
 
+Seeds: with ``SamplingParams.seed`` alone, a call samples all its rows from one stream
+seeded by it. With ``prompt_seeds`` every row draws from its own generator, seeded by its
+prompt's seed (and its sample index when ``n`` > 1), so a prompt's completion does not depend
+on which other prompts share the call: the asynchronous collector, which batches episodes
+differently from the synchronous one, gets the same samples.
+
 Example:
     >>> from agentgym.engines.hf import HFEngine
     >>> from agentgym.engines.base import SamplingParams
@@ -170,8 +176,11 @@ class HFEngine(Engine):
         max_batch_size: int = 16,
         tokenizer: Any | None = None,
     ) -> None:
-        if max_batch_size < 1:
-            raise ValueError(f"max_batch_size must be >= 1, got {max_batch_size}")
+        problems = self.argument_problems(
+            {"device": device, "dtype": dtype, "max_batch_size": max_batch_size}
+        )
+        if problems:
+            raise ValueError("; ".join(problems))
         self.max_batch_size = max_batch_size
         self.model_name = str(model)
         if model_instance is not None:
@@ -203,6 +212,30 @@ class HFEngine(Engine):
             )
         pad = self._tokenizer.pad_token_id
         self.pad_token_id = int(pad) if pad is not None else self.eos_token_ids[0]
+
+    @staticmethod
+    def argument_problems(kwargs: dict[str, Any]) -> list[str]:
+        """Values of constructor arguments this engine refuses (checked before loading).
+
+        >>> HFEngine.argument_problems({"dtype": "fp8", "max_batch_size": 0})
+        ["dtype='fp8' is not known; valid: auto, bf16, bfloat16, float, float16, float32, \
+fp16, fp32, half", 'max_batch_size=0: must be >= 1']
+        """
+        problems = []
+        dtype = kwargs.get("dtype", "float32")
+        if isinstance(dtype, str) and dtype != "auto" and dtype.lower() not in _DTYPES:
+            valid = ", ".join(["auto", *sorted(_DTYPES)])
+            problems.append(f"dtype={dtype!r} is not known; valid: {valid}")
+        device = kwargs.get("device", "cpu")
+        if isinstance(device, str):
+            try:
+                torch.device(device)
+            except RuntimeError:
+                problems.append(f"device={device!r} is not a torch device; use cpu, cuda or cuda:N")
+        batch = kwargs.get("max_batch_size", 16)
+        if isinstance(batch, int) and batch < 1:
+            problems.append(f"max_batch_size={batch}: must be >= 1")
+        return problems
 
     @staticmethod
     def _tokenizer_source(model: str, model_instance: Any) -> str | Path:
@@ -247,10 +280,14 @@ class HFEngine(Engine):
                 raise ValueError(f"Prompt {index} is empty; every prompt needs >= 1 token.")
         expanded = [prompt for prompt in prompts for _ in range(params.n)]
         results: list[Completion] = []
-        with self._eval_mode(), self._rng(_batch_seed(params, len(prompts))), torch.no_grad():
+        row_seeds = _row_seeds(params, len(prompts))
+        # One seeded stream for the call, unless each row has its own generator.
+        stream_seed = params.seed if params.prompt_seeds is None else None
+        with self._eval_mode(), self._rng(stream_seed), torch.no_grad():
             for start in range(0, len(expanded), self.max_batch_size):
                 chunk = expanded[start : start + self.max_batch_size]
-                results.extend(self._generate_chunk(chunk, params))
+                chunk_seeds = row_seeds[start : start + self.max_batch_size] if row_seeds else None
+                results.extend(self._generate_chunk(chunk, params, chunk_seeds))
         return [results[i * params.n : (i + 1) * params.n] for i in range(len(prompts))]
 
     @contextlib.contextmanager
@@ -277,7 +314,9 @@ class HFEngine(Engine):
             torch.manual_seed(seed)
             yield
 
-    def _generate_chunk(self, prompts: list[list[int]], params: SamplingParams) -> list[Completion]:
+    def _generate_chunk(
+        self, prompts: list[list[int]], params: SamplingParams, row_seeds: list[int] | None = None
+    ) -> list[Completion]:
         from transformers import (
             GenerationConfig,
             LogitsProcessorList,
@@ -303,15 +342,20 @@ class HFEngine(Engine):
             if params.top_p < 1.0:
                 processors.append(TopPLogitsWarper(params.top_p))
         processors.append(recorder)
+        if row_seeds is not None:
+            # Runs after the recorder: it turns the sampling distribution into a one-hot
+            # choice, which greedy decoding (do_sample=False below) then takes.
+            processors.append(_SeededRowSampler(row_seeds))
         criteria = []
         if params.stop:
             criteria.append(_StopStringCriteria(self._tokenizer, params.stop, width))
 
         # Every knob that changes the distribution is set explicitly, so that defaults in a
         # checkpoint's generation_config.json (top_k=50, repetition_penalty, ...) do not apply.
-        sampling_only = {} if params.greedy else {"top_k": 0}
+        hf_samples = not params.greedy and row_seeds is None
+        sampling_only = {"top_k": 0} if hf_samples else {}
         generation_config = GenerationConfig(
-            do_sample=not params.greedy,
+            do_sample=hf_samples,
             max_new_tokens=params.max_tokens,
             min_length=0,
             temperature=1.0,
@@ -393,15 +437,43 @@ class HFEngine(Engine):
                 torch.cuda.empty_cache()
 
 
-def _batch_seed(params: SamplingParams, count: int) -> int | None:
-    """One seed for a batched call: ``seed``, or one derived from all ``prompt_seeds``.
+class _SeededRowSampler:
+    """Samples each row's next token with the row's own generator (batch-independent draws).
 
-    ``generate`` samples every row of a batch from one RNG stream, so per-prompt seeds
-    combine into the stream's seed: the same prompts and seeds give the same samples, and
-    different seeds give different ones (rows of one batch always differ from each other).
+    Returns scores that are ``-inf`` everywhere but the drawn token, for greedy decoding to
+    pick; ``generate`` keeps calling it for finished rows, whose extra draws are unused.
     """
-    if params.prompt_seeds is None:
-        return params.seed
-    seeds = [params.seed_for(i) for i in range(count)]
-    digest = hashlib.blake2b(repr(seeds).encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "little") % (2**63)
+
+    def __init__(self, seeds: Sequence[int]) -> None:
+        self.generators = [torch.Generator().manual_seed(int(seed)) for seed in seeds]
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        probs = torch.softmax(scores.float(), dim=-1).cpu()
+        chosen = torch.stack(
+            [
+                torch.multinomial(row, 1, generator=generator)
+                for row, generator in zip(probs, self.generators, strict=True)
+            ]
+        ).to(scores.device)
+        onehot = torch.full_like(scores, float("-inf"))
+        return onehot.scatter_(-1, chosen, 0.0)
+
+
+def _row_seeds(params: SamplingParams, count: int) -> list[int] | None:
+    """One seed per generated row (prompt ``i``, sample ``j``) when ``prompt_seeds`` is set.
+
+    >>> _row_seeds(SamplingParams(seed=1), 2) is None
+    True
+    >>> a = _row_seeds(SamplingParams(prompt_seeds=(5, 6), n=2), 2)
+    >>> len(a), len(set(a)), a[2:] == _row_seeds(SamplingParams(prompt_seeds=(6,), n=2), 1)
+    (4, 4, True)
+    """
+    if params.prompt_seeds is None or params.greedy:
+        return None
+    seeds = []
+    for index in range(count):
+        for sample in range(params.n):
+            key = f"{params.seed_for(index)}/{sample}".encode()
+            digest = hashlib.blake2b(key, digest_size=8).digest()
+            seeds.append(int.from_bytes(digest, "little") % (2**63))
+    return seeds

@@ -47,11 +47,14 @@ import time
 import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from agentgym.engines.base import Completion, Engine, FinishReason, SamplingParams
+
+if TYPE_CHECKING:
+    from agentgym.engines.requests import VLLMStepQueue
 
 __all__ = ["VLLMEngine"]
 
@@ -318,6 +321,15 @@ class VLLMEngine(Engine):
             ]
             for request in outputs
         ]
+
+    def completion_queue(self) -> VLLMStepQueue:
+        """Continuous batching for asynchronous rollouts: requests join the running batch.
+
+        See :class:`~agentgym.engines.requests.VLLMStepQueue`.
+        """
+        from agentgym.engines.requests import VLLMStepQueue
+
+        return VLLMStepQueue(self)
 
     @staticmethod
     def _completion(output: Any, params: SamplingParams) -> Completion:
