@@ -346,7 +346,7 @@ class EnvServer:
         """The reply to one client message (``None``: the client closed the session)."""
         try:
             message = json.loads(raw)
-        except json.JSONDecodeError as exc:
+        except (json.JSONDecodeError, RecursionError) as exc:  # RecursionError: deep nesting
             return _error(ErrorCode.INVALID_JSON, f"the message is not JSON: {exc}")
         if not isinstance(message, dict):
             return _error(ErrorCode.VALIDATION_ERROR, "a message must be a JSON object")
