@@ -75,10 +75,35 @@ _HYDRA_COMMANDS: dict[str, tuple[str, Callable[[Any], Any]]] = {
 }
 
 
+def multirun_run_dir_note(argv: Sequence[str]) -> str | None:
+    """What to tell a user who passes ``run_dir=`` to a multirun (``-m``), else ``None``.
+
+    Hydra gives every job of a sweep its own folder, ``hydra.sweep.dir/<job number>``, and
+    the commands write there, so a ``run_dir=`` override has no effect.
+
+    >>> multirun_run_dir_note(["-m", "seed=0,1", "run_dir=runs/mine"])[:45]
+    'with -m (multirun) each job writes to its own'
+    >>> multirun_run_dir_note(["seed=0", "run_dir=runs/mine"]) is None
+    True
+    """
+    if not any(arg in ("-m", "--multirun") for arg in argv):
+        return None
+    if not any("=" in arg and arg.lstrip("+~").split("=", 1)[0] == "run_dir" for arg in argv):
+        return None
+    return (
+        "with -m (multirun) each job writes to its own folder, hydra.sweep.dir/<job number> "
+        "(default runs/multirun/<time>/<n>), so run_dir= is ignored; pass "
+        "hydra.sweep.dir=<folder> instead (the same folder again resumes every job)."
+    )
+
+
 def _run_hydra(command: str, argv: Sequence[str]) -> int:
     import hydra
 
     config_name, function = _HYDRA_COMMANDS[command]
+    note = multirun_run_dir_note(argv)
+    if note is not None:
+        print(f"agentgym {command}: {note}", file=sys.stderr)
     # Hydra reads sys.argv; present the overrides as if `agentgym <command>` were the program.
     saved = sys.argv
     sys.argv = [f"agentgym {command}", *argv]

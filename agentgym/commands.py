@@ -20,7 +20,7 @@ from agentgym.core.trajectory import TrajectoryStore
 from agentgym.engines.base import Engine, SamplingParams
 from agentgym.evaluation import benchmark_lines, benchmark_metrics, summarize
 
-__all__ = ["build_engine", "run_eval", "run_rollout", "run_train"]
+__all__ = ["build_engine", "policy_record", "run_eval", "run_rollout", "run_train"]
 
 
 def _container(node: Any) -> Any:
@@ -106,8 +106,8 @@ def run_rollout(cfg: DictConfig) -> dict[str, Any]:
         trajectories = collector.run(specs, store=store, progress=cfg.progress)
     summary = summarize(trajectories)
     summary.update(
-        {"env": cfg.env.id, "engine": cfg.engine.name, "model": cfg.model.name,
-         "resumed_from": resumed, "run_dir": str(run_dir)}
+        {"env": cfg.env.id, **policy_record(cfg), "resumed_from": resumed,
+         "run_dir": str(run_dir)}
     )  # fmt: skip
     _report(collector, summary)
     _write(run_dir / "summary.json", summary)
@@ -157,8 +157,8 @@ def run_eval(cfg: DictConfig) -> dict[str, Any]:
     if metrics is not None:
         summary["benchmark_metrics"] = metrics
     summary.update(
-        {"env": cfg.env.id, "split": cfg.split if uses_split else None, "engine": cfg.engine.name,
-         "model": cfg.model.name, "run_dir": str(run_dir)}
+        {"env": cfg.env.id, "split": cfg.split if uses_split else None, **policy_record(cfg),
+         "run_dir": str(run_dir)}
     )  # fmt: skip
     _report(collector, summary)
     _write(run_dir / "eval.json", summary)
@@ -301,6 +301,18 @@ def _constructor_arguments(env_id: str) -> list[str]:
 
     entry_point = gym.spec(env_id).entry_point if env_id in gym.registry else None
     return entry_point.valid_arguments() if isinstance(entry_point, EnvFactory) else []
+
+
+def policy_record(cfg: DictConfig) -> dict[str, Any]:
+    """Who acted, for ``summary.json`` and ``eval.json``.
+
+    The expert records ``policy: expert`` and its settings (``model`` is ``null``: the
+    config's default model was not used); an engine records itself and the model.
+    """
+    if cfg.engine.name == "expert":
+        expert = dict(_container(cfg.engine.get("kwargs")) or {})
+        return {"engine": "expert", "model": None, "policy": "expert", "expert": expert}
+    return {"engine": cfg.engine.name, "model": cfg.model.name, "policy": _policy_label(cfg)}
 
 
 def _policy_label(cfg: DictConfig) -> str:

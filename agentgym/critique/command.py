@@ -147,13 +147,14 @@ def run_critique_eval(cfg: DictConfig) -> dict[str, Any]:
 
 def _summary(cfg: DictConfig, result: TestTimeResult, run_dir: Any, critic: str,
              uses_split: bool) -> dict[str, Any]:  # fmt: skip
+    from agentgym.commands import policy_record
+
     best = result.summary.get("critic") or result.summary["plain"]
     top = best[max(best, key=int)]
     return {
         "env": cfg.env.id,
         "split": cfg.split if uses_split else None,
-        "engine": cfg.engine.name,
-        "model": cfg.model.name,
+        **policy_record(cfg),
         "episodes": cfg.episodes,
         "success_rate": top["success_rate"],
         "success_ci95": top["success_ci95"],
