@@ -43,9 +43,10 @@ vLLM runs with whole prefills (chunked prefill off, :func:`whole_prefills`): vLL
 the CPU crashes ("CPU Generator does not use offset") when a request with its own seed has
 its prompt prefilled in chunks, which large seeded batches (N proposals, refinements) cause.
 
-The order: test time with the oracle for every seed (the cheapest, central curves), then per
-seed ``trainer=critique``, ``trainer=rft``, ``trainer=critic`` and test time with the
-trained critic. Runs live in ``--runs``; re-running
+The order (each part covered by one seed before any part gets a second): for the first seed
+test time with the oracle, ``trainer=critique``, ``trainer=rft``; test time with the oracle
+for the other seeds; ``trainer=critic`` and test time with the trained critic for the first
+seed; then the remaining runs seed by seed. Runs live in ``--runs``; re-running
 the script resumes them (``agentgym train`` runs resume from their ledgers, the test-time
 workers from their recorded samples and finished phases). After every run the report in
 ``--out`` is rewritten: ``results.json`` (every run's rows), ``results.md``,
@@ -605,18 +606,23 @@ def plot(tables: dict[str, Any], ns: Sequence[int], model: str, out: Path) -> No
 
 # ------------------------------------------------------------------------- main --
 
-#: (kind, name): the runs of one seed after the oracle test-time phase, in order.
-PLAN = (("train", "critique"), ("train", "rft"), ("train", "critic"), ("testtime", "trained"))
+#: (kind, name): the runs of one seed, in order.
+PLAN = (("testtime", "oracle"), ("train", "critique"), ("train", "rft"), ("train", "critic"),
+        ("testtime", "trained"))  # fmt: skip
 
 
 def schedule(seeds: Sequence[int]) -> list[tuple[int, str, str]]:
-    """Every run as (seed, kind, name): the oracle test-time phase of every seed first.
+    """Every run as (seed, kind, name), in the order of the module docstring.
 
-    >>> schedule([0, 1])[:3]
-    [(0, 'testtime', 'oracle'), (1, 'testtime', 'oracle'), (0, 'train', 'critique')]
+    >>> [f"{name}{seed}" for seed, _, name in schedule([0, 1])]  # doctest: +NORMALIZE_WHITESPACE
+    ['oracle0', 'critique0', 'rft0', 'oracle1', 'critic0', 'trained0', 'critique1', 'rft1',
+     'critic1', 'trained1']
     """
-    first = [(seed, "testtime", "oracle") for seed in seeds]
-    return first + [(seed, kind, name) for seed in seeds for kind, name in PLAN]
+    first, *others = seeds
+    runs = [(first, kind, name) for kind, name in PLAN[:3]]
+    runs += [(seed, *PLAN[0]) for seed in others]
+    runs += [(first, kind, name) for kind, name in PLAN[3:]]
+    return runs + [(seed, kind, name) for seed in others for kind, name in PLAN[1:]]
 
 
 def main(argv: Sequence[str] | None = None) -> None:
