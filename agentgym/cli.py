@@ -15,8 +15,11 @@ name (``key=value`` overrides, ``-m`` multirun, ``--cfg job`` to print the confi
 
 from __future__ import annotations
 
+import os
 import sys
+import tempfile
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 __all__ = ["main"]
@@ -101,6 +104,10 @@ def _run_hydra(command: str, argv: Sequence[str]) -> int:
     import hydra
 
     config_name, function = _HYDRA_COMMANDS[command]
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and int(os.environ.get("RANK", "0")) > 0:
+        # A torchrun worker: rank 0 owns the run directory; Hydra writes nothing there.
+        scratch = Path(tempfile.gettempdir()) / f"agentgym-rank{os.environ['RANK']}"
+        argv = [*argv, "hydra.output_subdir=null", f"hydra.run.dir={scratch}"]
     note = multirun_run_dir_note(argv)
     if note is not None:
         print(f"agentgym {command}: {note}", file=sys.stderr)

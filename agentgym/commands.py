@@ -203,15 +203,28 @@ def run_train(cfg: DictConfig) -> list[dict[str, Any]]:
     )
     module_name, _, function_name = recipe_path.partition(":")
     recipe = getattr(importlib.import_module(module_name), function_name)
-    bench = _workbench(cfg, train_kwargs, eval_kwargs)
+    from agentgym.trainers import data_parallel
+
+    group = data_parallel.init_from_environment(cfg.training.device)  # torchrun's ranks
+    if group is not None and not group.is_driver:
+        return _serve_training(cfg, group)
+    data_parallel.set_group(group)
+    runtime = _ray_runtime(cfg)  # distributed=ray: the cluster, replicas and env actors
     try:
-        rows = recipe(bench, recipe_config)
-        bench.run.write_summary(rows)
-        plots = bench.run.plot()
-    except BaseException:
-        bench.close(interrupted=True)
-        raise
-    bench.close()
+        bench = _workbench(cfg, train_kwargs, eval_kwargs, runtime)
+        try:
+            rows = recipe(bench, recipe_config)
+            bench.run.write_summary(rows)
+            plots = bench.run.plot()
+        except BaseException:
+            bench.close(interrupted=True)
+            raise
+        bench.close()
+    finally:
+        data_parallel.stop_workers(group)
+        data_parallel.set_group(None)
+        if runtime is not None:
+            runtime.close()
     print(f"agentgym train ({cfg.trainer.name}) -> {bench.run.path}")
     for row in rows:
         low, high = row["success_ci95"]
@@ -224,8 +237,21 @@ def run_train(cfg: DictConfig) -> list[dict[str, Any]]:
     return rows
 
 
-def _workbench(cfg: DictConfig, train_kwargs: dict[str, Any], eval_kwargs: dict[str, Any]) -> Any:
-    """The model, engine and run directory of a training run."""
+def _ray_runtime(cfg: DictConfig) -> Any:
+    """The Ray runtime of ``distributed=ray`` (``None`` for ``distributed=local``)."""
+    from agentgym.distributed import DistributedConfig, RayRuntime
+
+    config = DistributedConfig.from_mapping(_container(cfg.get("distributed")))
+    return RayRuntime(config) if config.uses_ray else None
+
+
+def _workbench(
+    cfg: DictConfig,
+    train_kwargs: dict[str, Any],
+    eval_kwargs: dict[str, Any],
+    runtime: Any = None,
+) -> Any:
+    """The model, engine and run directory of a training run (``runtime``: Ray's actors)."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -245,7 +271,12 @@ def _workbench(cfg: DictConfig, train_kwargs: dict[str, Any], eval_kwargs: dict[
     if lora.enabled:
         print(f"LoRA: rank {lora.rank}, {trainable_fraction(model):.2%} of parameters trained")
     engine_kwargs = dict(_container(cfg.engine.kwargs) or {})
-    if cfg.engine.name == "hf":
+    if runtime is not None:
+        # Replicas load the checkpoint themselves and get the weights after every update.
+        engine = runtime.engine_pool(
+            cfg.engine.name, {"model": str(path), **engine_kwargs}, tokenizer=tokenizer
+        )
+    elif cfg.engine.name == "hf":
         # The HF engine generates with the trainer's own model: no weight copy to sync.
         engine = make_engine(
             "hf", model=str(path), model_instance=model, tokenizer=tokenizer, **engine_kwargs
@@ -278,7 +309,32 @@ def _workbench(cfg: DictConfig, train_kwargs: dict[str, Any], eval_kwargs: dict[
         progress=cfg.progress,
         seed=cfg.seed,
         base_model_path=str(path),
+        env_factory=runtime.env_workers.make if runtime is not None else None,
     )
+
+
+def _serve_training(cfg: DictConfig, group: Any) -> list[dict[str, Any]]:
+    """A torchrun worker (rank > 0): the same model, serving the driver's training steps.
+
+    The driver (rank 0) collects, evaluates and writes the run directory; this rank only
+    computes its share of every optimizer step (:mod:`agentgym.trainers.data_parallel`).
+    """
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from agentgym.models import resolve_model
+    from agentgym.trainers.data_parallel import serve_training
+    from agentgym.trainers.lora import LoRAConfig, apply_lora
+
+    torch.manual_seed(cfg.seed)
+    path = resolve_model(cfg.model.name)
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, cfg.training.dtype))
+    model = apply_lora(
+        model.to(group.device), LoRAConfig(**(_container(cfg.training.get("lora")) or {}))
+    )
+    steps = serve_training(model, group)
+    print(f"agentgym train: rank {group.rank} served {steps} optimizer steps")
+    return []
 
 
 def _sft_config(cfg: DictConfig) -> Any:

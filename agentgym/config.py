@@ -47,7 +47,7 @@ COMMAND_KEYS: dict[str, tuple[str, ...]] = {
     "train": (
         "env", "engine", "model", "trainer", "sampling", "seed", "num_envs", "max_turns",
         "max_context_tokens", "eval", "expert", "sft", "training", "run_dir", "progress",
-        "tensorboard", "wandb",
+        "tensorboard", "wandb", "distributed",
     ),
     "eval": (
         "env", "engine", "model", "sampling", "split", "episodes", "seed", "num_envs",
@@ -56,6 +56,8 @@ COMMAND_KEYS: dict[str, tuple[str, ...]] = {
 }  # fmt: skip
 
 SAMPLING_KEYS = ("temperature", "top_p", "max_tokens", "stop", "seed")
+#: Keys a command's config may leave out (``distributed``: local when absent).
+OPTIONAL_KEYS = frozenset({"distributed"})
 
 
 class ConfigError(ValueError):
@@ -253,8 +255,14 @@ def validate_config(cfg: DictConfig | Mapping[str, Any], command: str) -> None:
     data = _as_dict(cfg)
     valid_keys = COMMAND_KEYS[command]
     problems = _unknown_keys("", data, valid_keys)
-    problems += [f"missing key '{key}'" for key in valid_keys if key not in data]
+    problems += [
+        f"missing key '{key}'" for key in valid_keys if key not in data and key not in OPTIONAL_KEYS
+    ]
     problems += _positive_int(data, "episodes")
+    if "distributed" in data:
+        from agentgym.distributed import distributed_problems
+
+        problems += distributed_problems(data["distributed"])
     problems += env_problems(data.get("env"))
     problems += engine_problems(data.get("engine"))
     engine_name = (

@@ -70,6 +70,8 @@ class Workbench:
         sync_tolerance: After every weight sync, the engine's log-probs on a probe must match
             the trainer's within this (:func:`~agentgym.trainers.sync.verify_weight_sync`);
             ``None`` skips the check.
+        env_factory: Builds the collectors' environment copies from ``(env_id, kwargs)``
+            (``None``: ``gym.make`` in this process; ``distributed=ray``: Ray actors).
     """
 
     run: RunDir
@@ -91,6 +93,7 @@ class Workbench:
     seed: int = 0
     base_model_path: str | None = None
     sync_tolerance: float | None = 1e-3
+    env_factory: Callable[[str, dict[str, Any]], Any] | None = None
     _collectors: dict[tuple[Any, ...], RolloutCollector] = field(default_factory=dict)
     # Which fine-tuning iteration the model's weights come from (0: the base model), so that
     # restore() reads a checkpoint from disk only when resuming, not after every phase.
@@ -133,6 +136,7 @@ class Workbench:
                 max_turns=self.max_turns,
                 max_context_tokens=self.max_context_tokens,
                 expert_kwargs=self.expert_kwargs if expert else None,
+                env_factory=self.env_factory,
             )
         return self._collectors[key]
 

@@ -79,8 +79,19 @@ def verify_weight_sync(
 ) -> dict[str, float]:
     """Raise :class:`WeightSyncError` unless ``engine`` serves ``model``'s weights.
 
-    Returns the largest and mean absolute log-prob difference over the probe tokens.
+    Returns the largest and mean absolute log-prob difference over the probe tokens. An
+    engine made of replicas (:class:`~agentgym.distributed.RayEnginePool`, whose
+    ``replicas()`` gives one engine per replica) has every replica probed; the worst counts.
     """
+    replicas = getattr(engine, "replicas", None)
+    if callable(replicas):
+        checks = [
+            verify_weight_sync(replica, model, tokenizer, tolerance=tolerance,
+                               probe_tokens=probe_tokens)
+            for replica in replicas()
+        ]  # fmt: skip
+        worst = max(checks, key=lambda check: check["max_abs_diff"])
+        return {**worst, "replicas": len(checks)}
     prompt = probe_prompt(tokenizer)
     params = SamplingParams(temperature=0.0, max_tokens=probe_tokens, logprobs=True)
     [[completion]] = engine.generate([prompt], params)
