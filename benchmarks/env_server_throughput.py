@@ -10,7 +10,9 @@ expert, with every fourth action a malformed one, then replayed in each mode):
 * ``MCP tool call``: one ``tools/call`` over stdio to `agentgym serve-tools` vs the local
   ``ToolSet.call``.
 
-Numbers depend on the machine's load; the script prints the load average beside them.
+Wall-clock rates depend on the machine's load (the script prints the load average beside
+them); CPU microseconds per call (this process plus the server processes) count the work
+itself and compare across loads.
 
 Run: ``.venv/bin/python benchmarks/env_server_throughput.py [--episodes 200] [--sessions 8]``
 """
@@ -27,6 +29,7 @@ import threading
 import time
 
 import gymnasium as gym
+import psutil
 
 import agentgym  # noqa: F401  (registers the environments)
 from agentgym.core.parsing import ToolCall
@@ -67,14 +70,34 @@ def replay(env: gym.Env, episodes: list[tuple[int, list[str]]]) -> int:
     return calls
 
 
-def rate(function, repeats: int = 3) -> float:
-    """Median calls per second over ``repeats`` runs of ``function() -> calls``."""
-    rates = []
+def cpu_seconds() -> float:
+    """CPU time of this process and every process it started (the servers), so far."""
+    me = psutil.Process()
+    processes = [me, *me.children(recursive=True)]
+    total = 0.0
+    for process in processes:
+        try:
+            times = process.cpu_times()
+        except psutil.NoSuchProcess:
+            continue
+        total += times.user + times.system
+    return total
+
+
+def rate(function, repeats: int = 3) -> tuple[float, float]:
+    """Median calls per second (wall clock) and median CPU microseconds per call (client
+    and server together) over ``repeats`` runs of ``function() -> calls``.
+
+    CPU time is the number to compare on a loaded machine: it counts the work, not the
+    waiting for a core.
+    """
+    rates, cpu = [], []
     for _ in range(repeats):
-        start = time.perf_counter()
+        start, start_cpu = time.perf_counter(), cpu_seconds()
         calls = function()
         rates.append(calls / (time.perf_counter() - start))
-    return statistics.median(rates)
+        cpu.append((cpu_seconds() - start_cpu) / calls * 1e6)
+    return statistics.median(rates), statistics.median(cpu)
 
 
 def start_server() -> tuple[subprocess.Popen[str], str]:
@@ -144,8 +167,8 @@ def main() -> None:
         )
     print(f"load average at end: {os.getloadavg()[0]:.1f}")
     print()
-    print("| mode | calls/s | vs in-process |")
-    print("| --- | ---: | ---: |")
+    print("| mode | calls/s (wall) | vs in-process | CPU µs/call (client+server) |")
+    print("| --- | ---: | ---: | ---: |")
     rows = [
         ("in-process reset+step", in_process, in_process),
         ("remote (serve-env), 1 session", one_session, in_process),
@@ -153,8 +176,8 @@ def main() -> None:
         ("local ToolSet.call", local_tool, local_tool),
         ("MCP tools/call over stdio", mcp_tool, local_tool),
     ]
-    for name, value, reference in rows:
-        print(f"| {name} | {value:,.0f} | {value / reference:.3f}x |")
+    for name, (value, cpu), (reference, _) in rows:
+        print(f"| {name} | {value:,.0f} | {value / reference:.3f}x | {cpu:,.0f} |")
 
 
 if __name__ == "__main__":
