@@ -28,7 +28,6 @@ True
 from __future__ import annotations
 
 import copy
-import fcntl
 import json
 import logging
 import os
@@ -38,6 +37,8 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, get_args
+
+from agentgym.core.durable import AppendOnlyFile, FileLock, LockHeldError, scan_jsonl
 
 if TYPE_CHECKING:
     import datasets
@@ -310,15 +311,6 @@ def _record_id(line: bytes) -> str | None:
     return record_id if isinstance(record_id, str) else None
 
 
-def _fsync_directory(directory: Path) -> None:
-    """Make a newly created directory entry durable (otherwise a power loss can drop it)."""
-    dir_fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
-
-
 class TrajectoryStore:
     """Append-only JSONL file of trajectories, safe against crashes (kill -9) at any point.
 
@@ -349,8 +341,8 @@ class TrajectoryStore:
         # Byte offset just past the last complete line; reads never go beyond it, which
         # keeps len() and iteration consistent even if the file grows behind a reader.
         self._end_offset = 0
-        self._lock_fd: int | None = None
-        self._data_fd: int | None = None
+        self._lock = FileLock(self.lock_path)
+        self._file: AppendOnlyFile | None = None
         self._closed = False
 
         if readonly:
@@ -362,10 +354,7 @@ class TrajectoryStore:
         self._path.parent.mkdir(parents=True, exist_ok=True)
         self._acquire_lock()
         try:
-            created = not self._path.exists()
-            self._data_fd = os.open(self._path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-            if created:
-                _fsync_directory(self._path.parent)
+            self._file = AppendOnlyFile(self._path)
             self._scan(repair=True)
         except BaseException:
             self.close()
@@ -387,12 +376,9 @@ class TrajectoryStore:
         # A separate lock file (rather than the data file) keeps the lock independent of
         # the truncation done during repair, and it is never deleted: unlinking a lock
         # file lets two processes end up locking different inodes.
-        self._lock_fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
-            fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(self._lock_fd)
-            self._lock_fd = None
+            self._lock.acquire(blocking=False)
+        except LockHeldError:
             raise RuntimeError(
                 f"cannot open trajectory store {self._path} for writing: another process "
                 f"(or another open TrajectoryStore) holds the lock on {self.lock_path}; "
@@ -401,44 +387,19 @@ class TrajectoryStore:
 
     def _scan(self, *, repair: bool) -> None:
         """Index the ids of complete records and find (and, if ``repair``, fix) a torn tail."""
-        offset = 0
-        line_number = 0
-        # Where the last complete line starts and whether it held a valid record: an
-        # invalid *final* line is treated as part of the torn tail, not as mid-file damage.
-        last_line_start = 0
-        last_line_valid = True
-        partial_tail = b""
-        invalid_lines: list[int] = []
-        with open(self._path, "rb") as file:
-            for line in file:
-                if not line.endswith(b"\n"):
-                    partial_tail = line  # only the very last line can lack its newline
-                    break
-                line_number += 1
-                last_line_start = offset
-                offset += len(line)
-                record_id = _record_id(line)
-                last_line_valid = record_id is not None
-                if record_id is None:
-                    invalid_lines.append(line_number)
-                elif record_id in self._ids:
-                    logger.warning(
-                        "%s:%d: duplicate trajectory id %r; keeping the first occurrence",
-                        self._path,
-                        line_number,
-                        record_id,
-                    )
-                    self._skipped_lines.add(line_number)
-                else:
-                    self._ids.add(record_id)
-
-        good_end = offset
-        if repair and not last_line_valid:
-            # The final complete line is garbage: a crash may have left e.g. zero-filled
-            # blocks ending in a newline. It is moved out together with any partial tail.
-            invalid_lines.pop()
-            good_end = last_line_start
-        for bad_line in invalid_lines:
+        scan = scan_jsonl(self._path, decode=_record_id)
+        for line_number, _, record_id in scan.records:
+            if record_id in self._ids:
+                logger.warning(
+                    "%s:%d: duplicate trajectory id %r; keeping the first occurrence",
+                    self._path,
+                    line_number,
+                    record_id,
+                )
+                self._skipped_lines.add(line_number)
+            else:
+                self._ids.add(record_id)
+        for bad_line in scan.invalid_lines:
             logger.warning(
                 "%s:%d: skipping a line that is not a valid JSON trajectory record "
                 "(left in place; inspect or remove it by hand)",
@@ -447,42 +408,26 @@ class TrajectoryStore:
             )
             self._skipped_lines.add(bad_line)
 
-        self._end_offset = good_end
-        file_size = offset + len(partial_tail)
-        if file_size == good_end:
+        self._end_offset = scan.good_end
+        if not scan.torn:
             return
         if repair:
-            self._repair_tail(good_end, file_size)
+            assert self._file is not None
+            self._file.repair(scan.good_end, self.torn_path)
+            logger.warning(
+                "%s: removed a torn final record (%d bytes, probably from a crash during "
+                "append); its bytes were appended to %s",
+                self._path,
+                scan.size - scan.good_end,
+                self.torn_path,
+            )
         else:
             logger.warning(
                 "%s: ignoring %d bytes of an incomplete final line "
                 "(a writer is mid-append or crashed; the next writable open repairs it)",
                 self._path,
-                file_size - good_end,
+                scan.size - scan.good_end,
             )
-
-    def _repair_tail(self, good_end: int, file_size: int) -> None:
-        """Move the bytes after ``good_end`` to ``<path>.torn`` and truncate the file there."""
-        with open(self._path, "rb") as file:
-            file.seek(good_end)
-            torn = file.read()
-        if not torn.endswith(b"\n"):
-            torn += b"\n"  # keep successive torn pieces on separate lines
-        # Save first, truncate second: a crash in between only duplicates the salvage.
-        with open(self.torn_path, "ab") as torn_file:
-            torn_file.write(torn)
-            torn_file.flush()
-            os.fsync(torn_file.fileno())
-        assert self._data_fd is not None
-        os.ftruncate(self._data_fd, good_end)
-        os.fsync(self._data_fd)
-        logger.warning(
-            "%s: removed a torn final record (%d bytes, probably from a crash during "
-            "append); its bytes were appended to %s",
-            self._path,
-            file_size - good_end,
-            self.torn_path,
-        )
 
     # ----------------------------------------------------------------- writing
 
@@ -493,7 +438,7 @@ class TrajectoryStore:
         either the whole batch or a prefix of it with at most one torn final line.
         """
         self._check_open()
-        if self._readonly or self._data_fd is None:
+        if self._readonly or self._file is None:
             raise PermissionError(f"trajectory store {self._path} was opened readonly")
         if isinstance(trajectories, Trajectory):
             trajectories = [trajectories]
@@ -510,20 +455,9 @@ class TrajectoryStore:
         if not chunks:
             return 0
 
-        payload = b"".join(chunks)
-        try:
-            written = os.write(self._data_fd, payload)
-            # Regular files only write short on errors like a full disk or on payloads
-            # above ~2 GiB; finishing the write keeps the batch whole.
-            while written < len(payload):
-                written += os.write(self._data_fd, payload[written:])
-            if self._fsync:
-                os.fsync(self._data_fd)
-        except BaseException:
-            # Undo a partial write so the file stays consistent with the in-memory index.
-            os.ftruncate(self._data_fd, self._end_offset)
-            raise
-        self._end_offset += len(payload)
+        # One write for the batch; a failed write is truncated away, so the file stays
+        # consistent with the in-memory index.
+        self._end_offset += self._file.append(b"".join(chunks), fsync=self._fsync)
         self._ids.update(new_ids)
         return len(chunks)
 
@@ -603,12 +537,10 @@ class TrajectoryStore:
     def close(self) -> None:
         """Release the file and the writer lock. Safe to call more than once."""
         self._closed = True
-        if self._data_fd is not None:
-            os.close(self._data_fd)
-            self._data_fd = None
-        if self._lock_fd is not None:
-            os.close(self._lock_fd)  # closing the descriptor releases the flock
-            self._lock_fd = None
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+        self._lock.release()
 
     def __enter__(self) -> TrajectoryStore:
         return self
