@@ -43,18 +43,11 @@ _INLINE_RESET = re.compile(r"`(env\.reset\(options=.*?\))`")
 #: Blocks whose README text is known to be wrong, with the reason. The README is not edited
 #: here; the corrected text is handed to its maintainer. Each entry is a strict xfail, so
 #: the test fails as soon as the README is fixed and the entry must go.
-AWAITING_README_FIX: dict[str, str] = {
-    "Quickstart: an environment #1": (
-        "the printed task is 'What is 911 minus 993?' (not 348 plus 62) and the inline "
-        "task id calc-medium-10003 is a test-split id, unknown to the quickstart's train env"
-    ),
-}
+AWAITING_README_FIX: dict[str, str] = {}
 
 #: Blocks that must carry a skip marker (they load SmolLM2 with vLLM) but do not yet; they
 #: are not run. The test fails once the marker is in the README, so the entry goes too.
-AWAITING_SKIP_MARKER: dict[str, str] = {
-    "Models and engines #1": "builds a vLLM engine for SmolLM2-135M",
-}
+AWAITING_SKIP_MARKER: dict[str, str] = {}
 
 
 @dataclass
