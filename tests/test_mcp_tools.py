@@ -195,3 +195,19 @@ def test_serve_tools_refuses_bad_specs(capsys: pytest.CaptureFixture[str]) -> No
     assert "Did you mean 'agentgym/WebShop-v0'" in capsys.readouterr().err
     assert main(["agentgym/Remote-v0", "url=http://127.0.0.1:9"]) == 2
     assert "cannot reach" in capsys.readouterr().err
+
+
+def test_a_server_that_dies_gives_error_results_not_hangs() -> None:
+    psutil = pytest.importorskip("psutil")
+    before = {child.pid for child in psutil.Process().children(recursive=True)}
+    client = MCPClient(CALCULATOR_TOOLS, call_timeout=30)
+    try:
+        assert client.call_tool("add", {"a": 1, "b": 2}).content == "3"
+        server = [c for c in psutil.Process().children(recursive=True) if c.pid not in before]
+        for child in server:
+            child.kill()
+        psutil.wait_procs(server, timeout=10)
+        result = client.call_tool("add", {"a": 1, "b": 2})
+        assert not result.ok and "the tool server failed on add" in result.content
+    finally:
+        client.close()
