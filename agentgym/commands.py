@@ -80,7 +80,15 @@ def _prepare(cfg: DictConfig, command: str, env_kwargs: dict[str, Any]) -> Rollo
         max_turns=cfg.max_turns,
         max_context_tokens=cfg.max_context_tokens,
         expert_kwargs=_container(cfg.engine.kwargs) if engine is None else None,
+        **rollout_options(cfg),
     )
+
+
+def rollout_options(cfg: DictConfig) -> dict[str, Any]:
+    """The collector's scheduling options from the ``rollout`` section (absent: defaults)."""
+    section = dict(_container(cfg.get("rollout")) or {})
+    keys = ("mode", "env_workers", "gather_seconds")
+    return {key: section[key] for key in keys if key in section}
 
 
 def _report(collector: RolloutCollector, summary: dict[str, Any]) -> None:
@@ -309,6 +317,7 @@ def _workbench(
         progress=cfg.progress,
         seed=cfg.seed,
         base_model_path=str(path),
+        rollout_options=rollout_options(cfg),
         env_factory=runtime.env_workers.make if runtime is not None else None,
     )
 

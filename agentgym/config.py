@@ -42,22 +42,26 @@ __all__ = ["COMMAND_KEYS", "ConfigError", "validate_config"]
 COMMAND_KEYS: dict[str, tuple[str, ...]] = {
     "rollout": (
         "env", "engine", "model", "sampling", "episodes", "seed", "num_envs", "max_turns",
-        "max_context_tokens", "run_dir", "progress",
+        "max_context_tokens", "run_dir", "progress", "rollout",
     ),
     "train": (
         "env", "engine", "model", "trainer", "sampling", "seed", "num_envs", "max_turns",
         "max_context_tokens", "eval", "expert", "sft", "training", "run_dir", "progress",
-        "tensorboard", "wandb", "distributed",
+        "tensorboard", "wandb", "distributed", "rollout",
     ),
     "eval": (
         "env", "engine", "model", "sampling", "split", "episodes", "seed", "num_envs",
         "max_turns", "max_context_tokens", "run_dir", "progress", "critic", "critique",
+        "rollout",
     ),
 }  # fmt: skip
 
 SAMPLING_KEYS = ("temperature", "top_p", "max_tokens", "stop", "seed")
-#: Keys a command's config may leave out (``distributed``: local when absent).
-OPTIONAL_KEYS = frozenset({"distributed"})
+#: Keys a command's config may leave out (``distributed``: local when absent; ``rollout``:
+#: the collector's defaults).
+OPTIONAL_KEYS = frozenset({"distributed", "rollout"})
+#: Keys of the ``rollout`` section: the collector's scheduling (agentgym.collector).
+ROLLOUT_KEYS = ("mode", "env_workers", "gather_seconds")
 
 
 class ConfigError(ValueError):
@@ -250,6 +254,28 @@ def _positive_int(data: Mapping[str, Any], key: str, *, optional: bool = False) 
     return []
 
 
+def rollout_problems(section: Any) -> list[str]:
+    """Problems with the optional ``rollout`` section (how the collector schedules episodes).
+
+    Example:
+        >>> rollout_problems({"mode": "parallel", "gather_seconds": -1})
+        ["rollout.mode='parallel': must be 'async' or 'sync'", 'rollout.gather_seconds=-1: must be a number >= 0']
+    """  # noqa: E501
+    if section is None:
+        return []
+    if not isinstance(section, Mapping):
+        return [f"rollout must be a mapping with keys {', '.join(ROLLOUT_KEYS)}"]
+    problems = _unknown_keys("rollout", section, ROLLOUT_KEYS)
+    mode = section.get("mode", "async")
+    if mode not in ("async", "sync"):
+        problems.append(f"rollout.mode={mode!r}: must be 'async' or 'sync'")
+    problems += [f"rollout.{p}" for p in _positive_int(section, "env_workers", optional=True)]
+    gather = section.get("gather_seconds", 1.0)
+    if isinstance(gather, bool) or not isinstance(gather, (int, float)) or gather < 0:
+        problems.append(f"rollout.gather_seconds={gather!r}: must be a number >= 0")
+    return problems
+
+
 def validate_config(cfg: DictConfig | Mapping[str, Any], command: str) -> None:
     """Check a composed config of ``command``; raise :class:`ConfigError` listing every problem."""
     data = _as_dict(cfg)
@@ -277,6 +303,7 @@ def validate_config(cfg: DictConfig | Mapping[str, Any], command: str) -> None:
 
         problems += critique_config_problems(data)
     problems += _positive_int(data, "num_envs")
+    problems += rollout_problems(data.get("rollout"))
     problems += _positive_int(data, "max_turns", optional=True)
     problems += _positive_int(data, "max_context_tokens")
     if "seed" in data and (isinstance(data["seed"], bool) or not isinstance(data["seed"], int)):

@@ -253,3 +253,32 @@ def test_vllm_step_queue_matches_generate_and_releases_requests(vllm_tiny) -> No
     queue.close()
     assert not vllm_tiny.llm.llm_engine.has_unfinished_requests()
     assert len(vllm_tiny.generate(prompts[:1], GREEDY)[0][0].token_ids) == GREEDY.max_tokens
+
+
+# ----------------------------------------------------------------------------- config
+
+
+def test_rollout_section_reaches_the_collector_and_bad_values_are_listed() -> None:
+    from hydra import compose, initialize_config_module
+
+    from agentgym.commands import rollout_options
+    from agentgym.config import ConfigError, validate_config
+
+    with initialize_config_module("agentgym.configs", version_base="1.3"):
+        good = compose(config_name="rollout", overrides=["rollout.mode=sync"])
+        bad = compose(
+            config_name="eval",
+            overrides=["rollout.mode=parallel", "rollout.gather_seconds=-1",
+                       "+rollout.workers=2", "rollout.env_workers=0"],
+        )  # fmt: skip
+    validate_config(good, "rollout")
+    options = rollout_options(good)
+    assert options == {"mode": "sync", "env_workers": None, "gather_seconds": 1.0}
+    collector = RolloutCollector("agentgym/Calculator-v0", engine=None, **options)
+    assert collector.mode == "sync" and collector.env_workers == len(collector.envs) == 8
+    with pytest.raises(ConfigError) as excinfo:
+        validate_config(bad, "eval")
+    text = str(excinfo.value)
+    for problem in ("rollout.mode='parallel'", "rollout.gather_seconds=-1",
+                    "unknown key 'rollout.workers'", "rollout.env_workers=0"):  # fmt: skip
+        assert problem in text, text

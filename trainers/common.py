@@ -72,6 +72,8 @@ class Workbench:
             ``None`` skips the check.
         env_factory: Builds the collectors' environment copies from ``(env_id, kwargs)``
             (``None``: ``gym.make`` in this process; ``distributed=ray``: Ray actors).
+        rollout_options: The collectors' scheduling (``mode``, ``env_workers``,
+            ``gather_seconds`` of :class:`~agentgym.collector.RolloutCollector`).
     """
 
     run: RunDir
@@ -94,6 +96,7 @@ class Workbench:
     base_model_path: str | None = None
     sync_tolerance: float | None = 1e-3
     env_factory: Callable[[str, dict[str, Any]], Any] | None = None
+    rollout_options: dict[str, Any] = field(default_factory=dict)
     _collectors: dict[tuple[Any, ...], RolloutCollector] = field(default_factory=dict)
     # Which fine-tuning iteration the model's weights come from (0: the base model), so that
     # restore() reads a checkpoint from disk only when resuming, not after every phase.
@@ -137,6 +140,7 @@ class Workbench:
                 max_context_tokens=self.max_context_tokens,
                 expert_kwargs=self.expert_kwargs if expert else None,
                 env_factory=self.env_factory,
+                **self.rollout_options,
             )
         return self._collectors[key]
 
