@@ -241,6 +241,7 @@ def main() -> None:
     parser.add_argument("--num-envs", type=int, default=16)
     parser.add_argument("--max-tokens", type=int, default=48)
     parser.add_argument("--max-turns", type=int, default=4)
+    parser.add_argument("--kv-cache-gb", type=float, default=2.0, help="vLLM's KV cache on CPU")
     parser.add_argument("--hf", action="store_true", help="also the HF engine (slow on CPU)")
     parser.add_argument("--skip-hf-sequential", action="store_true")
     parser.add_argument("--output", default=None, help="write the results as JSON here")
@@ -250,7 +251,7 @@ def main() -> None:
     from agentgym.engines.vllm import VLLMEngine
 
     results: dict[str, Any] = {"config": vars(args), "load_average_before": os.getloadavg()}
-    vllm_engine = VLLMEngine(model)
+    vllm_engine = VLLMEngine(model, kv_cache_space_gb=args.kv_cache_gb)
     # Warm up (first calls compile kernels / allocate) so no side pays for it.
     vllm_engine.generate([[1, 2, 3]], SamplingParams(max_tokens=8))
     for env_id in args.envs:
