@@ -3,6 +3,8 @@
 Training updates only the low-rank adapters; everything that reads the policy's weights
 (the rollout engines, checkpoints) sees the *merged* model under the base model's own
 parameter names, so vLLM and ``from_pretrained`` load it like any full fine-tune.
+:func:`merged_state_dict` and :func:`is_lora` live in :mod:`agentgym.lora_weights` (the
+engines use them too) and are re-exported here.
 
 Example:
     >>> from transformers import AutoModelForCausalLM
@@ -21,7 +23,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-import torch
+from agentgym.lora_weights import is_lora, merged_state_dict
 
 __all__ = [
     "LoRAConfig",
@@ -74,11 +76,6 @@ class LoRAConfig:
             raise ValueError("Invalid LoRA config: " + "; ".join(problems))
 
 
-def is_lora(model: Any) -> bool:
-    """Whether ``model`` is a ``peft`` model (adapters on top of frozen base weights)."""
-    return hasattr(model, "peft_config") and hasattr(model, "get_base_model")
-
-
 def apply_lora(model: Any, config: LoRAConfig) -> Any:
     """``model`` with fresh LoRA adapters (base weights frozen); unchanged if not enabled."""
     if not config.enabled:
@@ -111,37 +108,3 @@ def trainable_fraction(model: Any) -> float:
     total = sum(p.numel() for p in model.parameters())
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     return trainable / max(1, total)
-
-
-def merged_state_dict(model: Any) -> dict[str, torch.Tensor]:
-    """The weights an inference engine should load, under the base model's names.
-
-    For a plain model this is its ``state_dict()``. For a LoRA model each adapted weight is
-    ``W + scale * B @ A``, computed without touching the model (merging in place and back
-    would drift the frozen weights by rounding every time the engine is synced).
-    """
-    if not is_lora(model):
-        return model.state_dict()
-    from peft.tuners.lora import LoraLayer
-
-    base = model.get_base_model()
-    deltas: dict[str, torch.Tensor] = {}
-    with torch.no_grad():
-        for name, module in base.named_modules():
-            if isinstance(module, LoraLayer):
-                delta = None
-                for adapter in module.active_adapters:
-                    if adapter in module.lora_A:
-                        update = module.get_delta_weight(adapter)
-                        delta = update if delta is None else delta + update
-                if delta is not None:
-                    deltas[f"{name}.base_layer.weight"] = delta
-        merged: dict[str, torch.Tensor] = {}
-        for key, tensor in base.state_dict().items():
-            if ".lora_" in key or ".original_module." in key:
-                continue
-            if key in deltas:
-                tensor = tensor + deltas[key].to(tensor.dtype)
-            name = key.replace(".base_layer.", ".").replace(".modules_to_save.default.", ".")
-            merged[name] = tensor
-    return merged

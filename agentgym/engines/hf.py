@@ -420,7 +420,7 @@ fp16, fp32, half", 'max_batch_size=0: must be >= 1']
         A LoRA trainer model is copied merged, unless the engine generates with that very
         model (then the adapters are already in its forward pass).
         """
-        from agentgym.trainers.lora import merged_state_dict
+        from agentgym.lora_weights import merged_state_dict
 
         if model is self.model:
             return

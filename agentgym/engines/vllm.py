@@ -366,7 +366,7 @@ class VLLMEngine(Engine):
         cache is reset afterwards (its KV entries belong to the old weights). A LoRA model
         is sent merged, under the base model's names.
         """
-        from agentgym.trainers.lora import merged_state_dict
+        from agentgym.lora_weights import merged_state_dict
 
         llm = self._require_llm()
         if self._asleep:
