@@ -32,8 +32,6 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
-import shutil
-import tempfile
 import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -41,6 +39,7 @@ from typing import Any
 
 import numpy as np
 
+from agentgym.core.durable import file_lock, staged_directory
 from agentgym.envs.travelplanner.csv_tables import stream_batches
 from agentgym.envs.travelplanner.database import Flight
 
@@ -332,8 +331,6 @@ def load_flights(path: Path | str, *, cache: bool | None = None) -> ColumnarFlig
     target = flight_cache_dir(path)
     try:
         if not (target / "done").exists():
-            from agentgym.models import file_lock
-
             with file_lock(target.with_name(target.name + ".lock")):
                 if not (target / "done").exists():
                     return _build_and_save(path, target)
@@ -350,16 +347,8 @@ def load_flights(path: Path | str, *, cache: bool | None = None) -> ColumnarFlig
 def _build_and_save(path: Path, target: Path) -> ColumnarFlights:
     """Parse, write to a temporary folder, rename into place; return the mapped columns."""
     flights = ColumnarFlights.from_csv(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    partial = Path(tempfile.mkdtemp(prefix=target.name, dir=target.parent))
-    try:
-        flights.save(partial, str(path.resolve()))
-        (partial / "done").write_text(str(path.resolve()))
-        if target.exists():  # an unfinished earlier attempt
-            shutil.rmtree(target)
-        partial.rename(target)
-    except BaseException:
-        shutil.rmtree(partial, ignore_errors=True)
-        raise
+    with staged_directory(target) as staging:  # replaces an unfinished earlier attempt
+        flights.save(staging, str(path.resolve()))
+        (staging / "done").write_text(str(path.resolve()))
     del flights  # map the saved copy instead: the page cache shares it between processes
     return ColumnarFlights.load(target)

@@ -27,15 +27,14 @@ from __future__ import annotations
 import functools
 import json
 import re
-import shutil
-import tempfile
 import warnings
 from pathlib import Path
 
 import numpy as np
 
+from agentgym.core.durable import file_lock, staged_directory
 from agentgym.envs.webshop.catalog import Catalog, Product, search_document
-from agentgym.models import cache_dir, file_lock
+from agentgym.models import cache_dir
 
 __all__ = ["ListingTable", "SearchIndex", "index_cache_dir", "tokenize"]
 
@@ -258,17 +257,9 @@ class SearchIndex:
     def _build_and_save(cls, catalog: Catalog, target: Path) -> SearchIndex:
         """Build the index, write it to a temporary directory and rename it into place."""
         index = cls.build(catalog)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        partial = Path(tempfile.mkdtemp(prefix=target.name, dir=target.parent))
-        try:
-            index.save(partial)
-            (partial / "done").write_text(catalog.cache_key)
-            if target.exists():  # an unfinished earlier attempt
-                shutil.rmtree(target)
-            partial.rename(target)
-        except BaseException:
-            shutil.rmtree(partial, ignore_errors=True)
-            raise
+        with staged_directory(target) as staging:  # replaces an unfinished earlier attempt
+            index.save(staging)
+            (staging / "done").write_text(catalog.cache_key)
         return index
 
     def search(self, query: str) -> tuple[int, ...]:  # replaced by a cached version
