@@ -24,17 +24,16 @@ Example:
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import os
 import shutil
 import subprocess
 import sys
-import tempfile
 import zipfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+
+from agentgym.core.durable import file_lock, staged_directory
 
 __all__ = [
     "DEFAULT_MODEL",
@@ -69,18 +68,6 @@ class ModelSpec:
 def cache_dir() -> Path:
     """The cache root: ``$AGENTGYM_CACHE`` or ``~/.cache/agentgym``."""
     return Path(os.environ.get("AGENTGYM_CACHE", Path.home() / ".cache" / "agentgym"))
-
-
-@contextlib.contextmanager
-def file_lock(path: Path) -> Iterator[None]:
-    """An exclusive ``flock`` on ``path`` (created with its folders) for the block."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _smollm2_gguf() -> Path:
@@ -208,13 +195,8 @@ def resolve_model(name_or_path: str | os.PathLike[str]) -> Path:
         with file_lock(cache_dir() / "models" / f".{text}.lock"):
             if (target / "config.json").exists():  # built by another process meanwhile
                 return target
-            target.parent.mkdir(parents=True, exist_ok=True)
-            staging = Path(tempfile.mkdtemp(prefix=f".{text}-", dir=target.parent))
-            try:
+            with staged_directory(target) as staging:
                 MODELS[text].build(staging)
-                staging.replace(target)
-            finally:
-                shutil.rmtree(staging, ignore_errors=True)
         return target
     path = Path(text).expanduser()
     if path.is_dir():
