@@ -103,7 +103,17 @@ def multirun_run_dir_note(argv: Sequence[str]) -> str | None:
 def _run_hydra(command: str, argv: Sequence[str]) -> int:
     import hydra
 
+    from agentgym.preflight import UsageError, check_command_line, rewrite_overrides
+
     config_name, function = _HYDRA_COMMANDS[command]
+    try:
+        # Before Hydra creates any directory: typos, wrong types, model=<path>, run_dir.
+        argv = rewrite_overrides(command, argv)
+        if int(os.environ.get("RANK", "0")) == 0:  # other ranks run rank 0's checked config
+            check_command_line(command, config_name, argv)
+    except UsageError as exc:
+        print(f"agentgym {command}: {exc}", file=sys.stderr)
+        return 2
     if int(os.environ.get("WORLD_SIZE", "1")) > 1 and int(os.environ.get("RANK", "0")) > 0:
         # A torchrun worker: rank 0 owns the run directory; Hydra writes nothing there.
         scratch = Path(tempfile.gettempdir()) / f"agentgym-rank{os.environ['RANK']}"

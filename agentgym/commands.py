@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -19,8 +19,9 @@ from agentgym.config import ConfigError, validate_config
 from agentgym.core.trajectory import TrajectoryStore
 from agentgym.engines.base import Engine, SamplingParams
 from agentgym.evaluation import benchmark_lines, benchmark_metrics, summarize
+from agentgym.preflight import store_run_config
 
-__all__ = ["build_engine", "policy_record", "run_eval", "run_rollout", "run_train"]
+__all__ = ["build_engine", "check_config", "policy_record", "run_eval", "run_rollout", "run_train"]
 
 
 def _container(node: Any) -> Any:
@@ -48,28 +49,88 @@ def _sampling(cfg: DictConfig) -> SamplingParams:
     return SamplingParams(**values)
 
 
-def _run_dir(cfg: DictConfig) -> Path:
+def _run_dir(cfg: DictConfig, *, create: bool = True) -> Path:
     from hydra.core.hydra_config import HydraConfig
 
     run_dir = Path(
         HydraConfig.get().runtime.output_dir if HydraConfig.initialized() else cfg.run_dir
     )
-    run_dir.mkdir(parents=True, exist_ok=True)
+    if create:
+        run_dir.mkdir(parents=True, exist_ok=True)
     return run_dir
 
 
-def _prepare(cfg: DictConfig, command: str, env_kwargs: dict[str, Any]) -> RolloutCollector:
-    """Validate, then build the collector (bad values surface here, before any model loads)."""
-    try:
-        validate_config(cfg, command)
-        sampling = _sampling(cfg)
-        import gymnasium as gym
+def _fail(command: str, exc: BaseException) -> NoReturn:
+    # A bad config is the user's to fix: say what is wrong, without a traceback.
+    print(f"agentgym {command}: {exc}", file=sys.stderr)
+    raise SystemExit(2) from None
 
-        gym.make(cfg.env.id, **env_kwargs).close()  # constructor-level checks, cheap
+
+def _env_kwargs(cfg: DictConfig, command: str) -> list[dict[str, Any]]:
+    """The environment arguments a command builds with (train: its train and eval splits).
+
+    Environments without splits (e.g. BFCL, itself a held-out benchmark) use all their tasks.
+    """
+    kwargs = dict(_container(cfg.env.kwargs) or {})
+    has_splits = "split" in _constructor_arguments(cfg.env.id)
+    if command == "train":
+        train, evaluation = dict(kwargs), dict(kwargs)
+        if has_splits:
+            train["split"], evaluation["split"] = "train", cfg.eval.split
+        return [train, evaluation]
+    if command == "eval" and has_splits:
+        kwargs["split"] = cfg.split
+    return [kwargs]
+
+
+def check_config(
+    cfg: DictConfig, command: str, run_dir: str | Path | None = None
+) -> list[dict[str, Any]]:
+    """Everything that can be checked before a model loads; the environment arguments.
+
+    The config's keys and values, the environment's constructor (built once), the sampling
+    settings, the run directory (``run_dir``, default ``cfg.run_dir``: see
+    :func:`agentgym.preflight.run_dir_problems`) and the model's name are checked.
+
+    Raises:
+        ConfigError, UsageError, ValueError, TypeError: What the user has to fix.
+    """
+    import gymnasium as gym
+
+    from agentgym.models import ModelNotFoundError, resolve_model
+    from agentgym.preflight import UsageError, check_run_dir
+
+    validate_config(cfg, command)
+    variants = _env_kwargs(cfg, command)
+    for kwargs in variants:
+        env = gym.make(cfg.env.id, **kwargs)  # constructor-level checks, cheap
+        try:
+            critic = (cfg.get("critic") or {}).get("name", "none")
+            tasks = len(env.unwrapped.tasks)
+            if command == "eval" and critic == "none" and cfg.episodes > tasks:
+                where = f"split {cfg.split!r}" if "split" in kwargs else cfg.env.id
+                raise UsageError(
+                    f"episodes={cfg.episodes} but {where} has only {tasks} tasks; lower episodes."
+                )
+        finally:
+            env.close()
+    _sampling(cfg)
+    check_run_dir(cfg.run_dir if run_dir is None else run_dir, command, _container(cfg))
+    if cfg.engine.name not in ("expert", "openai"):
+        try:
+            resolve_model(cfg.model.name)  # a hub id is fetched here, a registered model built
+        except ModelNotFoundError as exc:
+            raise UsageError(str(exc)) from None
+    return variants
+
+
+def _prepare(cfg: DictConfig, command: str) -> tuple[RolloutCollector, dict[str, Any]]:
+    """Check, then build the collector (bad values surface here, before any model loads)."""
+    try:
+        env_kwargs = check_config(cfg, command, _run_dir(cfg, create=False))[0]
     except (ConfigError, ValueError, TypeError) as exc:
-        # A bad config is the user's to fix: say what is wrong, without a traceback.
-        print(f"agentgym {command}: {exc}", file=sys.stderr)
-        raise SystemExit(2) from None
+        _fail(command, exc)
+    sampling = _sampling(cfg)
     engine = build_engine(cfg)
     return RolloutCollector(
         cfg.env.id,
@@ -81,7 +142,7 @@ def _prepare(cfg: DictConfig, command: str, env_kwargs: dict[str, Any]) -> Rollo
         max_context_tokens=cfg.max_context_tokens,
         expert_kwargs=_container(cfg.engine.kwargs) if engine is None else None,
         **rollout_options(cfg),
-    )
+    ), env_kwargs
 
 
 def rollout_options(cfg: DictConfig) -> dict[str, Any]:
@@ -105,9 +166,9 @@ def _report(collector: RolloutCollector, summary: dict[str, Any]) -> None:
 
 def run_rollout(cfg: DictConfig) -> dict[str, Any]:
     """Collect ``cfg.episodes`` episodes (resumable) and write trajectories and a summary."""
-    env_kwargs = dict(_container(cfg.env.kwargs) or {})
-    collector = _prepare(cfg, "rollout", env_kwargs)
+    collector, _ = _prepare(cfg, "rollout")
     run_dir = _run_dir(cfg)
+    store_run_config(run_dir, _container(cfg))
     specs = [EpisodeSpec(f"rollout-{cfg.seed}-{i}", seed=cfg.seed + i) for i in range(cfg.episodes)]
     with TrajectoryStore(run_dir / "trajectories.jsonl") as store:
         resumed = sum(spec.trajectory_id in store for spec in specs)
@@ -139,21 +200,11 @@ def run_eval(cfg: DictConfig) -> dict[str, Any]:
         from agentgym.critique.command import run_critique_eval
 
         return run_critique_eval(cfg)
-    env_kwargs = dict(_container(cfg.env.kwargs) or {})
-    uses_split = "split" in _constructor_arguments(cfg.env.id)
-    if uses_split:
-        env_kwargs["split"] = cfg.split
-    # Environments without splits (e.g. BFCL, itself a held-out benchmark) use all their tasks.
-    collector = _prepare(cfg, "eval", env_kwargs)
+    collector, env_kwargs = _prepare(cfg, "eval")
+    uses_split = "split" in env_kwargs
     tasks = collector.envs[0].unwrapped.tasks
-    if cfg.episodes > len(tasks):
-        print(
-            f"agentgym eval: episodes={cfg.episodes} but split {cfg.split!r} has only "
-            f"{len(tasks)} tasks; lower episodes.",
-            file=sys.stderr,
-        )
-        raise SystemExit(2)
     run_dir = _run_dir(cfg)
+    store_run_config(run_dir, _container(cfg))
     specs = [
         EpisodeSpec(f"eval-{tasks.id_at(i)}", task_id=tasks.id_at(i), seed=cfg.seed + i)
         for i in range(cfg.episodes)
@@ -190,18 +241,9 @@ def run_train(cfg: DictConfig) -> list[dict[str, Any]]:
     import importlib
 
     try:
-        validate_config(cfg, "train")
-        train_kwargs = dict(_container(cfg.env.kwargs) or {})
-        eval_kwargs = dict(train_kwargs)
-        if "split" in _constructor_arguments(cfg.env.id):
-            train_kwargs["split"], eval_kwargs["split"] = "train", cfg.eval.split
-        import gymnasium as gym
-
-        for kwargs in (train_kwargs, eval_kwargs):
-            gym.make(cfg.env.id, **kwargs).close()  # constructor-level checks, cheap
+        train_kwargs, eval_kwargs = check_config(cfg, "train", _run_dir(cfg, create=False))
     except (ConfigError, ValueError, TypeError) as exc:
-        print(f"agentgym train: {exc}", file=sys.stderr)
-        raise SystemExit(2) from None
+        _fail("train", exc)
 
     from agentgym.trainers import TRAINERS
 

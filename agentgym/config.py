@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import difflib
 import importlib
-import inspect
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -34,6 +33,7 @@ from typing import Any
 import gymnasium as gym
 from omegaconf import DictConfig, OmegaConf
 
+from agentgym.core.arguments import argument_problems, dataclass_problems, well_typed
 from agentgym.core.registry import EnvFactory, list_envs
 
 __all__ = ["COMMAND_KEYS", "ConfigError", "validate_config"]
@@ -111,7 +111,8 @@ def env_problems(env_cfg: Any) -> list[str]:
         return [*problems, "env.kwargs must be a mapping of constructor arguments"]
     entry_point = gym.spec(env_id).entry_point
     if isinstance(entry_point, EnvFactory):
-        problems += _unknown_keys("env.kwargs", kwargs, entry_point.valid_arguments())
+        # Names and types from the constructor's signature (agentgym.core.arguments).
+        problems += entry_point.argument_problems(kwargs, prefix="env.kwargs.", noun="key")
     return problems
 
 
@@ -139,16 +140,22 @@ def engine_problems(engine_cfg: Any) -> list[str]:
         engine_class = getattr(importlib.import_module(module_name), class_name)
     except ImportError as exc:
         return [*problems, f"engine.name={name!r} cannot be used here: {exc}"]
-    parameters = inspect.signature(engine_class).parameters
     # `model` (and the OpenAI engine's `tokenizer`) come from the model section.
-    valid = [p for p in parameters if p not in ("self", "model", "tokenizer", "model_instance")]
-    problems += _unknown_keys("engine.kwargs", kwargs, valid)
+    problems += argument_problems(
+        engine_class, kwargs, prefix="engine.kwargs.", noun="key",
+        skip=("model", "tokenizer", "model_instance"),
+    )  # fmt: skip
+    # Values each engine refuses (a dtype it does not know, a URL without a scheme): checked
+    # here so a bad value fails before any model loads, not after minutes of loading.
+    check_values = getattr(engine_class, "argument_problems", None)
+    if check_values is not None and not problems:
+        problems += [f"engine.kwargs: {problem}" for problem in check_values(dict(kwargs))]
     return problems
 
 
 def model_problems(model_cfg: Any, engine_name: Any) -> list[str]:
     """Problems with a ``model`` section: a registered name or an existing checkpoint dir."""
-    from agentgym.models import MODELS
+    from agentgym.models import MODELS, hub_offline, looks_like_hub_id
 
     if not isinstance(model_cfg, Mapping):
         return ["model must be a mapping with key 'name'"]
@@ -156,14 +163,30 @@ def model_problems(model_cfg: Any, engine_name: Any) -> list[str]:
     name = model_cfg.get("name")
     if engine_name in ("expert", "openai"):
         return problems  # the expert needs no model; a server names its own
-    if name in MODELS or (name and (Path(str(name)).expanduser() / "config.json").exists()):
+    if not isinstance(name, str) or not name:
+        return [*problems, f"model.name={name!r}: expected a model name, path or hub id"]
+    if name in MODELS:
         return problems
-    close = difflib.get_close_matches(str(name), list(MODELS), n=1)
+    path = Path(name).expanduser()
+    if path.is_dir():
+        if not (path / "config.json").exists():
+            problems.append(
+                f"model={name}: the directory has no config.json, so it is not a Hugging Face "
+                "checkpoint; pass the folder that contains config.json"
+            )
+        return problems
+    if looks_like_hub_id(name) and not hub_offline():
+        return problems  # fetched (or refused with what was tried) before any model loads
+    close = difflib.get_close_matches(name, list(MODELS), n=1)
     hint = f" Did you mean '{close[0]}'?" if close else ""
+    hub = (
+        " or a hub id (HF_HUB_OFFLINE is set)"
+        if looks_like_hub_id(name)
+        else " or a hub id like 'HuggingFaceTB/SmolLM2-135M-Instruct'"
+    )
     problems.append(
-        f"model.name={name!r} is neither a registered model nor a checkpoint directory with "
-        f"config.json.{hint} Registered: {', '.join(MODELS)} (hub ids: use engine=openai or "
-        "download the checkpoint first)"
+        f"model={name}: not a registered model, and no checkpoint directory {path} exists."
+        f"{hint} Use one of {', '.join(MODELS)}, a local checkpoint directory{hub}."
     )
     return problems
 
@@ -182,12 +205,6 @@ def sampling_problems(sampling_cfg: Any) -> list[str]:
     return problems
 
 
-def _dataclass_fields(cls: type) -> list[str]:
-    import dataclasses
-
-    return [f.name for f in dataclasses.fields(cls)]
-
-
 def trainer_problems(data: Mapping[str, Any]) -> list[str]:
     """Problems with the ``trainer``, ``sft``, ``eval`` and ``training`` sections of ``train``."""
     from agentgym.trainers import TRAINERS
@@ -204,19 +221,19 @@ def trainer_problems(data: Mapping[str, Any]) -> list[str]:
         hint = f" Did you mean '{close[0]}'?" if close else ""
         return [f"trainer.name={name!r} is not known.{hint} Valid: {', '.join(TRAINERS)}"]
     config_class = TRAINERS[name][0]
-    fields = _dataclass_fields(config_class)
-    problems += _unknown_keys("trainer", [k for k in trainer if k != "name"], fields)
+    settings = {k: v for k, v in trainer.items() if k != "name"}
+    # Names and types first; the dataclass's own checks then see the well-typed values.
+    problems += dataclass_problems(config_class, settings, prefix="trainer.")
     try:
-        config_class(**{k: v for k, v in trainer.items() if k in fields})
+        config_class(**well_typed(config_class, settings))
     except (ValueError, TypeError) as exc:
         problems.append(f"trainer: {exc}")
-    sft = data.get("sft") or {}
-    sft_fields = [f for f in _dataclass_fields(SFTConfig) if f != "progress"]
-    problems += _unknown_keys("sft", sft, sft_fields)
+    sft = dict(data.get("sft") or {})
+    if sft.get("seed", 0) is None:
+        del sft["seed"]  # sft.seed: null means "the run's seed" (filled in by agentgym train)
+    problems += dataclass_problems(SFTConfig, sft, prefix="sft.", skip=("progress",))
     try:
-        # sft.seed: null means "the run's seed" (filled in by agentgym train).
-        SFTConfig(**{k: v for k, v in sft.items()
-                     if k in sft_fields and not (k == "seed" and v is None)})  # fmt: skip
+        SFTConfig(**well_typed(SFTConfig, sft, skip=("progress",)))
     except (ValueError, TypeError) as exc:
         problems.append(f"sft: {exc}")
     problems += _unknown_keys("eval", data.get("eval") or {}, ("episodes", "split", "temperature"))
@@ -227,10 +244,9 @@ def trainer_problems(data: Mapping[str, Any]) -> list[str]:
     if not isinstance(lora, Mapping):
         problems.append(f"training.lora must be a mapping, got {lora!r}")
     else:
-        lora_fields = _dataclass_fields(LoRAConfig)
-        problems += _unknown_keys("training.lora", lora, lora_fields)
+        problems += dataclass_problems(LoRAConfig, lora, prefix="training.lora.")
         try:
-            LoRAConfig(**{k: v for k, v in lora.items() if k in lora_fields})
+            LoRAConfig(**well_typed(LoRAConfig, lora))
         except (ValueError, TypeError) as exc:
             problems.append(f"training.lora: {exc}")
     if training.get("dtype") not in (None, "float32", "bfloat16", "float16"):

@@ -25,6 +25,7 @@ Example:
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -42,7 +43,9 @@ __all__ = [
     "ModelSpec",
     "cache_dir",
     "file_lock",
+    "hub_offline",
     "list_models",
+    "looks_like_hub_id",
     "resolve_model",
 ]
 
@@ -181,6 +184,23 @@ def list_models() -> dict[str, str]:
     return {name: spec.description for name, spec in MODELS.items()}
 
 
+_HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
+
+
+def looks_like_hub_id(name: str) -> bool:
+    """Whether ``name`` has the shape of a Hugging Face hub id (``owner/name``), not a path.
+
+    >>> looks_like_hub_id("HuggingFaceTB/SmolLM2-135M-Instruct"), looks_like_hub_id("/ckpt/x")
+    (True, False)
+    """
+    return bool(_HUB_ID.fullmatch(name)) and not Path(name).expanduser().exists()
+
+
+def hub_offline() -> bool:
+    """Whether the Hugging Face hub must not be contacted (``HF_HUB_OFFLINE`` is set)."""
+    return os.environ.get("HF_HUB_OFFLINE", "0") in ("1", "true", "True", "yes", "YES", "ON")
+
+
 def resolve_model(name_or_path: str | os.PathLike[str]) -> Path:
     """A local checkpoint directory for a registered name, a local path, or a hub id.
 
@@ -207,7 +227,7 @@ def resolve_model(name_or_path: str | os.PathLike[str]) -> Path:
             "checkpoint. Point to the directory that contains config.json."
         )
     tried = [f"registered names ({', '.join(MODELS)})", f"local directory {path} (missing)"]
-    if os.environ.get("HF_HUB_OFFLINE", "0") not in ("1", "true", "True"):
+    if not hub_offline():
         try:
             from huggingface_hub import snapshot_download
 

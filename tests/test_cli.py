@@ -135,7 +135,7 @@ def test_engine_and_model_problems_are_all_listed(tmp_path: Path) -> None:
     assert result.returncode == 2
     for expected in (
         "unknown key 'engine.kwargs.devise'. Did you mean 'device'?",
-        "model.name='no-such-model' is neither a registered model",
+        "model=no-such-model: not a registered model",
         "temperature must be >= 0",
         "num_envs=0: must be an integer >= 1",
     ):

@@ -67,8 +67,8 @@ def test_train_config_problems_are_all_listed() -> None:
         "unknown key 'training.lora.rnak'. Did you mean 'rank'?",
         "dropout must be in [0, 1)",
         "finetune_from must be one of previous, base",
-        "gradient_checkpointing must be true or false, got 'maybe'",
-        "seed must be an integer, got 'x'",
+        "sft.gradient_checkpointing='maybe': expected bool, got str",
+        "sft.seed='x': expected int, got str",
     ):
         assert expected in text, expected
 

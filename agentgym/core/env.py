@@ -66,6 +66,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium.error import ResetNeeded
 
+from agentgym.core.arguments import type_problem
 from agentgym.core.policy import ScriptedPolicy
 from agentgym.core.spaces import AgentText, sanitize_text
 from agentgym.core.tasks import TaskSet
@@ -137,7 +138,8 @@ class Transition:
     info: dict[str, Any] = field(default_factory=dict)
 
 
-_RESET_OPTIONS = ("task_id", "task_index", "episode_seed")
+#: Reset options and the types they take (checked, so a wrong type is named, not cast).
+_RESET_OPTIONS: dict[str, Any] = {"task_id": str, "task_index": int, "episode_seed": int | None}
 
 
 class TextEnv(gym.Env[str, str]):
@@ -238,6 +240,13 @@ class TextEnv(gym.Env[str, str]):
             raise ValueError(
                 f"Unknown reset option(s) {unknown}; valid options: {list(_RESET_OPTIONS)}"
             )
+        wrong_types = [
+            problem
+            for name, value in options.items()
+            if (problem := type_problem(f"options[{name!r}]", value, _RESET_OPTIONS[name]))
+        ]
+        if wrong_types:
+            raise TypeError(f"reset: {'; '.join(wrong_types)}")
         if len(self.tasks) == 0:
             raise RuntimeError(f"{type(self).__name__} has no tasks to reset to.")
         index = self._select_task_index(options)

@@ -16,8 +16,13 @@ Example:
     >>> gym.make("agentgym/Calculator-v0", dificulty="easy")
     Traceback (most recent call last):
     ...
-    TypeError: agentgym/Calculator-v0 got an unknown argument 'dificulty'. Did you mean \
-'difficulty'? Valid arguments: ...
+    agentgym.core.registry.EnvArgumentError: agentgym/Calculator-v0 got an unknown argument \
+'dificulty'. Did you mean 'difficulty'? Valid arguments: ...
+    >>> gym.make("agentgym/Calculator-v0", num_tasks="5")
+    Traceback (most recent call last):
+    ...
+    agentgym.core.registry.EnvArgumentError: agentgym/Calculator-v0: num_tasks='5': expected \
+int or None, got str
 """
 
 from __future__ import annotations
@@ -30,9 +35,11 @@ from typing import Any
 
 import gymnasium as gym
 
+from agentgym.core.arguments import argument_problems
 from agentgym.core.wrappers import VERDICTS_AT_TRUNCATION
 
 __all__ = [
+    "EnvArgumentError",
     "EnvFactory",
     "check_choice",
     "list_envs",
@@ -45,6 +52,20 @@ __all__ = [
 NAMESPACE = "agentgym"
 _DESCRIPTIONS: dict[str, str] = {}
 _REWARD_RANGES: dict[str, tuple[float, float]] = {}
+
+
+class EnvArgumentError(TypeError):
+    """Constructor arguments of a registered environment that are unknown or of a wrong type.
+
+    ``gymnasium.make`` re-raises a constructor's ``TypeError`` as ``type(e)(f"{e} was raised
+    from the environment creator for <id> with kwargs (...)")``; this class keeps only the
+    original sentence, which already names the environment and every bad argument.
+    """
+
+    _GYMNASIUM_SUFFIX = " was raised from the environment creator for "
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message.split(self._GYMNASIUM_SUFFIX, 1)[0])
 
 
 class EnvFactory:
@@ -75,6 +96,16 @@ class EnvFactory:
             if parameter.kind in (parameter.KEYWORD_ONLY, parameter.POSITIONAL_OR_KEYWORD)
         ]
 
+    def argument_problems(
+        self, kwargs: Mapping[str, Any], *, prefix: str = "", noun: str = "argument"
+    ) -> list[str]:
+        """Unknown names and wrong types among constructor ``kwargs`` (empty: all fine).
+
+        Types are read from the constructor's annotations (:mod:`agentgym.core.arguments`),
+        so every environment, built in or registered by a user, gets the same checks.
+        """
+        return argument_problems(self.resolve(), kwargs, prefix=prefix, noun=noun)
+
     def __call__(self, **kwargs: Any) -> gym.Env:
         target = self.resolve()
         valid = self.valid_arguments()
@@ -83,10 +114,13 @@ class EnvFactory:
             name = unknown[0]
             close = difflib.get_close_matches(name, valid, n=1)
             hint = f" Did you mean '{close[0]}'?" if close else ""
-            raise TypeError(
+            raise EnvArgumentError(
                 f"{self.env_id} got an unknown argument '{name}'.{hint} "
                 f"Valid arguments: {', '.join(valid)}"
             )
+        wrong_types = self.argument_problems(kwargs)
+        if wrong_types:
+            raise EnvArgumentError(f"{self.env_id}: {'; '.join(wrong_types)}")
         return target(**kwargs)
 
     def __repr__(self) -> str:
@@ -247,6 +281,12 @@ def make(env_id: str, **kwargs: Any) -> gym.Env:
             f"Unknown environment id {env_id!r}.{hint} Registered agentgym environments: "
             f"{', '.join(known)}"
         )
+    entry_point = gym.spec(env_id).entry_point
+    if isinstance(entry_point, EnvFactory):
+        # Checked here too: gymnasium.make reads render_mode before calling the entry point.
+        problems = entry_point.argument_problems(kwargs)
+        if problems:
+            raise EnvArgumentError(f"{env_id}: {'; '.join(problems)}")
     return gym.make(env_id, **kwargs)
 
 

@@ -80,6 +80,9 @@ DEFAULT_SYSTEM_PROMPT = (
     "is done, answer the user in plain text without a tool call."
 )
 
+#: The action that ends a turn when the ReAct parser is chosen by name (``parser="react"``).
+REACT_ANSWER_ACTION = "Finish"
+
 
 @dataclass(frozen=True)
 class ToolTask:
@@ -191,7 +194,9 @@ class ToolEnv(TextEnv):
     bring no final answer is ended for the agent.
 
     ## Arguments
-    ``tools``, ``tasks``, ``checker``, ``turn_checker``, ``system_prompt``, ``parser``,
+    ``tools``, ``tasks``, ``checker``, ``turn_checker``, ``system_prompt``, ``parser``
+    (a name: ``hermes``, ``python``, ``think_answer``, ``react`` — ending a turn with
+    ``Finish[answer]`` — or a :class:`~agentgym.core.parsing.ToolCallParser`),
     ``max_steps_per_turn``, plus :class:`~agentgym.core.env.TextEnv`'s arguments.
 
     ## Version History
@@ -201,7 +206,7 @@ class ToolEnv(TextEnv):
     def __init__(
         self,
         *,
-        tools: Sequence[Tool] | ToolSet,
+        tools: Sequence[Tool | Callable[..., Any]] | ToolSet,
         tasks: Sequence[ToolTask] | TaskSet[ToolTask],
         checker: Checker,
         turn_checker: TurnChecker | None = None,
@@ -223,7 +228,13 @@ class ToolEnv(TextEnv):
         self.tasks = tasks if isinstance(tasks, TaskSet) else TaskSet.from_list(list(tasks))
         self.checker = checker
         self.turn_checker = turn_checker
-        self.parser = get_parser(parser)
+        # By name (a config value), "react" ends a turn with Finish[answer]: a ToolEnv needs an
+        # answer action, and a name cannot carry one.
+        self.parser = (
+            ReActParser(answer_action=REACT_ANSWER_ACTION)
+            if parser == "react"
+            else get_parser(parser)
+        )
         if isinstance(self.parser, ReActParser) and self.parser.answer_action is None:
             raise ValueError(
                 "A ReAct parser without an answer action cannot end a turn in a ToolEnv: pass "

@@ -294,6 +294,34 @@ class OpenAIEngine(Engine):
 
     name = "openai"
 
+    @staticmethod
+    def argument_problems(kwargs: Mapping[str, Any]) -> list[str]:
+        """Values of constructor arguments this engine refuses (checked before any request).
+
+        >>> OpenAIEngine.argument_problems({"base_url": "localhost:8000", "timeout": 0})
+        ["base_url must start with http:// or https:// and name a host, got 'localhost:8000' \
+(for example 'http://127.0.0.1:8000' or 'http://127.0.0.1:8000/v1').", 'timeout=0: must be > 0']
+        """
+        problems = []
+        if "base_url" not in kwargs:
+            problems.append(
+                "base_url is required (e.g. engine.kwargs.base_url=http://127.0.0.1:8000)"
+            )
+        else:
+            try:
+                _normalise_base_url(kwargs["base_url"])
+            except ValueError as exc:
+                problems.append(str(exc))
+        limits = (("max_concurrency", 1, ">= 1"), ("timeout", 0, "> 0"),
+                  ("max_retries", 0, ">= 0"), ("backoff", 0, ">= 0"))  # fmt: skip
+        for key, bound, rule in limits:
+            value = kwargs.get(key)
+            if isinstance(value, int | float) and not isinstance(value, bool):
+                too_small = value <= bound if rule == "> 0" else value < bound
+                if too_small:
+                    problems.append(f"{key}={value}: must be {rule}")
+        return problems
+
     def __init__(
         self,
         base_url: str,
@@ -313,17 +341,15 @@ class OpenAIEngine(Engine):
             raise ImportError(
                 "OpenAIEngine needs httpx (a dependency of agentgym): `pip install httpx`."
             ) from exc
-        self.base_url = _normalise_base_url(base_url)
         if not model:
             raise ValueError("model must be the name the server serves, got an empty value")
-        if max_concurrency < 1:
-            raise ValueError(f"max_concurrency must be >= 1, got {max_concurrency}")
-        if timeout <= 0:
-            raise ValueError(f"timeout must be > 0, got {timeout}")
-        if max_retries < 0:
-            raise ValueError(f"max_retries must be >= 0, got {max_retries}")
-        if backoff < 0:
-            raise ValueError(f"backoff must be >= 0, got {backoff}")
+        problems = self.argument_problems(
+            {"base_url": base_url, "max_concurrency": max_concurrency, "timeout": timeout,
+             "max_retries": max_retries, "backoff": backoff}
+        )  # fmt: skip
+        if problems:
+            raise ValueError("; ".join(problems))
+        self.base_url = _normalise_base_url(base_url)
         self.model = model
         self.tokenizer_name = tokenizer
         self.max_concurrency = max_concurrency
