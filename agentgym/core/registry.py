@@ -221,6 +221,11 @@ def register_tool_env(
     One call makes ``gymnasium.make(env_id)`` work; ``env_kwargs`` (``turn_checker``,
     ``system_prompt``, ``parser``, ``max_steps_per_turn``, ...) become the defaults.
 
+    Raises:
+        ValueError: Listing every problem found at registration: arguments of the wrong
+            type, and tasks' ground-truth calls to unknown tools or with arguments the
+            tools refuse.
+
     Example:
         >>> from agentgym import ToolTask, tool, register_tool_env
         >>> @tool
@@ -240,20 +245,32 @@ def register_tool_env(
         >>> gym.make("docs/Shout-v0").reset(seed=0)[0]
         "Shout 'hi'."
     """
-    from agentgym.core.tool_env import ToolEnv
+    from agentgym.core.tool_env import ToolEnv, ground_truth_problems
     from agentgym.core.tools import ToolSet
 
+    kwargs = {
+        "tools": tools if isinstance(tools, ToolSet) else list(tools),
+        "tasks": list(tasks),
+        "checker": checker,
+        **env_kwargs,
+    }
+    # Checked now, not at the first episode: wrong argument types, then ground-truth calls
+    # that name unknown tools or pass arguments the tools refuse (every one listed).
+    problems = argument_problems(ToolEnv, kwargs)
+    if not problems:
+        toolset = kwargs["tools"] if isinstance(tools, ToolSet) else ToolSet(kwargs["tools"])
+        problems = ground_truth_problems(toolset, kwargs["tasks"])
+    if problems:
+        raise ValueError(
+            f"cannot register {env_id!r}: {len(problems)} problem(s):\n"
+            + "\n".join(f"  - {problem}" for problem in problems)
+        )
     register_env(
         env_id,
         ToolEnv,
         description=description,
         max_episode_steps=max_episode_steps,
-        kwargs={
-            "tools": tools if isinstance(tools, ToolSet) else list(tools),
-            "tasks": list(tasks),
-            "checker": checker,
-            **env_kwargs,
-        },
+        kwargs=kwargs,
         override=override,
     )
 

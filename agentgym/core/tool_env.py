@@ -50,8 +50,9 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import difflib
 import json
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -119,6 +120,53 @@ class ToolTask:
                 f"ToolTask {self.id!r}: answers has {len(self.answers)} entries but turns "
                 f"has {len(self.turns)}."
             )
+
+
+def ground_truth_problems(
+    tools: ToolSet, tasks: Iterable[ToolTask], *, limit: int = 20
+) -> list[str]:
+    """Ground-truth calls of ``tasks`` that the ``tools`` would refuse (empty: all valid).
+
+    Each problem names the task, the turn and the call: an unknown tool (with a "did you
+    mean") or arguments the tool's own validation refuses. At most ``limit`` are listed,
+    then a count of the rest.
+
+    >>> from agentgym.core.tools import tool
+    >>> @tool
+    ... def add(a: int, b: int) -> int:
+    ...     '''Add.
+    ...
+    ...     Args:
+    ...         a: First.
+    ...         b: Second.
+    ...     '''
+    ...     return a + b
+    >>> calls = (ToolCall("ad", {"a": 1}), ToolCall("add", {"a": "1", "b": 2}))
+    >>> task = ToolTask(id="t1", turns=("Add.",), ground_truth=(calls,))
+    >>> for problem in ground_truth_problems(ToolSet([add]), [task]):
+    ...     print(problem)
+    task 't1', turn 0, call 0: unknown tool 'ad'. Did you mean 'add'? Tools: add
+    task 't1', turn 0, call 1 add(...): 'a' must be an integer, got string '1'
+    """
+    problems: list[str] = []
+    for task in tasks:
+        for turn, calls in enumerate(task.ground_truth or ()):
+            for index, call in enumerate(calls):
+                where = f"task {task.id!r}, turn {turn}, call {index}"
+                if call.name not in tools:
+                    close = difflib.get_close_matches(call.name, list(tools), n=1)
+                    hint = f" Did you mean '{close[0]}'?" if close else ""
+                    problems.append(
+                        f"{where}: unknown tool '{call.name}'.{hint} Tools: {', '.join(tools)}"
+                    )
+                    continue
+                tool = tools[call.name]
+                issues = tool.validate(tool.resolve_arguments(call))
+                if issues:
+                    problems.append(f"{where} {call.name}(...): {'; '.join(issues)}")
+    if len(problems) > limit:
+        problems = [*problems[:limit], f"... and {len(problems) - limit} more"]
+    return problems
 
 
 @dataclass(frozen=True, slots=True)

@@ -29,11 +29,14 @@ Expected: convert(amount: number, unit: "km" | "mi" = "km").
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import dataclasses
 import difflib
 import enum
 import inspect
 import json
+import math
 import re
 import types
 import typing
@@ -201,6 +204,14 @@ def _schema_for(annotation: Any, where: str) -> dict[str, Any]:
         if len(members) == 1:
             return _schema_for(members[0], where)
         return {"anyOf": [_schema_for(m, where) for m in members]}
+    if origin is tuple and args and args[-1] is not Ellipsis and args != ((),):
+        # A fixed-length tuple: the length is part of the type (tuple[int, int] is a pair).
+        schema = {"type": "array", "minItems": len(args), "maxItems": len(args)}
+        if len(set(args)) == 1:
+            schema["items"] = _schema_for(args[0], where)
+        else:
+            schema["prefixItems"] = [_schema_for(a, where) for a in args]
+        return schema
     if origin in (list, tuple, Sequence, typing.Sequence) or origin is Iterable:
         item_types = [a for a in args if a is not Ellipsis]
         schema = {"type": "array"}
@@ -223,8 +234,18 @@ def _schema_for(annotation: Any, where: str) -> dict[str, Any]:
 # --------------------------------------------------------------------------------------
 
 
+def _is_tuple(annotation: Any) -> bool:
+    """``tuple``, ``tuple[...]`` or an optional one (the tool receives a tuple, not a list)."""
+    if get_origin(annotation) in (Union, types.UnionType):
+        return any(_is_tuple(member) for member in get_args(annotation))
+    return annotation is tuple or get_origin(annotation) is tuple
+
+
 def _check_value(value: Any, schema: Mapping[str, Any], path: str) -> str | None:
     """Return an error text when ``value`` does not match ``schema`` (a JSON-schema subset)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        # JSON has no NaN or infinity (1e999 parses to inf): refused whatever the type.
+        return f"'{path}' must be a finite number, got {value!r}"
     if "anyOf" in schema:
         if any(_check_value(value, option, path) is None for option in schema["anyOf"]):
             return None
@@ -237,6 +258,18 @@ def _check_value(value: Any, schema: Mapping[str, Any], path: str) -> str | None
     if "enum" in schema and value not in schema["enum"]:
         options = ", ".join(json.dumps(v, ensure_ascii=False) for v in schema["enum"])
         return f"'{path}' must be one of {options}; got {_short(value)}"
+    if expected == "array" and not schema.get("minItems", 0) <= len(value) <= schema.get(
+        "maxItems", len(value)
+    ):
+        size = schema["minItems"] if schema.get("minItems") == schema.get("maxItems") else None
+        wanted = f"exactly {size}" if size is not None else "a different number of"
+        return f"'{path}' must have {wanted} items, got {len(value)}"
+    if expected == "array" and "prefixItems" in schema:
+        # The lengths are equal here: min/maxItems were checked above.
+        for index, (item, item_schema) in enumerate(zip(value, schema["prefixItems"], strict=True)):
+            error = _check_value(item, item_schema, f"{path}[{index}]")
+            if error:
+                return error
     if expected == "array" and "items" in schema:
         for index, item in enumerate(value):
             error = _check_value(item, schema["items"], f"{path}[{index}]")
@@ -398,6 +431,7 @@ class Tool:
         self._nullable = frozenset(
             pname for pname in properties if type(None) in get_args(hints[pname])
         )
+        self._tuple_parameters = tuple(pname for pname in properties if _is_tuple(hints[pname]))
         self._enum_types: dict[str, type[enum.Enum]] = {}
         for pname in properties:
             members = [a for a in get_args(hints[pname]) if a is not type(None)]
@@ -530,8 +564,13 @@ class Tool:
                 arguments[name] = enum_type(arguments[name])
         if self._state_parameter is not None:
             arguments[self._state_parameter] = state if state is not None else State()
+        for name in self._tuple_parameters:
+            if isinstance(arguments.get(name), list):  # JSON arrays arrive as lists
+                arguments[name] = tuple(arguments[name])
         try:
             value = self(**arguments)
+            if inspect.isawaitable(value):  # an async tool: run it to completion here
+                value = _run_to_completion(value)
         except ToolError as exc:
             return ToolResult(ok=False, content=f"Error: {exc}", error_kind="tool_error")
         except Exception as exc:  # the agent sees the error; the episode goes on
@@ -541,6 +580,26 @@ class Tool:
                 error_kind="execution_error",
             )
         return ToolResult(ok=True, content=format_tool_value(value), value=value)
+
+
+async def _awaited(awaitable: Any) -> Any:
+    return await awaitable
+
+
+def _run_to_completion(awaitable: Any) -> Any:
+    """The result of an async tool's awaitable, from synchronous code.
+
+    Environments step synchronously, so each call runs on a fresh event loop; inside a
+    running loop (a notebook, an async server) that loop cannot be blocked on, so the call
+    runs on a private loop in a worker thread. Resources bound to another event loop (a
+    client session created elsewhere) cannot be used from an async tool for that reason.
+    """
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(_awaited(awaitable))
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(asyncio.run, _awaited(awaitable)).result()
 
 
 def format_tool_value(value: Any) -> str:
