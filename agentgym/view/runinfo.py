@@ -25,6 +25,8 @@ from typing import Any
 
 import yaml
 
+from agentgym.core.durable import scan_jsonl
+
 __all__ = ["Chart", "PhaseRow", "RunInfo", "SummaryRow", "build_chart"]
 
 #: Points drawn per curve; longer series are thinned (a smoothed line keeps their trend).
@@ -37,16 +39,7 @@ def _read_jsonl(path: Path) -> list[dict[str, Any]]:
     """Records of a JSONL file; unreadable lines (a torn tail) are left out."""
     if not path.is_file():
         return []
-    records = []
-    with open(path, "rb") as file:
-        for line in file:
-            try:
-                record = json.loads(line)
-            except ValueError:
-                continue
-            if isinstance(record, dict):
-                records.append(record)
-    return records
+    return [record for _, _, record in scan_jsonl(path).records]
 
 
 @dataclass
