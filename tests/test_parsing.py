@@ -10,7 +10,6 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from agentgym.core import parsing
 from agentgym.core.parsing import (
     HermesParser,
     ParsedAction,
@@ -23,6 +22,7 @@ from agentgym.core.parsing import (
     list_parsers,
     register_parser,
 )
+from agentgym.core.parsing import base as parsing_base
 
 FAST = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -187,7 +187,7 @@ class TestRegistry:
 
     def test_register_custom_and_duplicate(self, monkeypatch: pytest.MonkeyPatch) -> None:
         # Work on a copy so the global registry is untouched for other tests.
-        monkeypatch.setattr(parsing, "_PARSERS", dict(parsing._PARSERS))
+        monkeypatch.setattr(parsing_base, "_PARSERS", dict(parsing_base._PARSERS))
 
         class Shout(HermesParser):
             name = "shout"

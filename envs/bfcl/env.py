@@ -10,14 +10,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from agentgym.core.env import Evaluation, TextEnv, Transition
-from agentgym.core.parsing import (
-    PythonCallParser,
-    ToolCall,
-    ToolCallParser,
-    _json_tool_list,
-    _signature_tool_list,
-    get_parser,
-)
+from agentgym.core.parsing import PythonCallParser, ToolCall, ToolCallParser, get_parser
+from agentgym.core.parsing.common import json_tool_list, signature_tool_list
 from agentgym.core.registry import check_choice
 from agentgym.core.rewards import REWARD_MODES, format_reward, progress_reward
 from agentgym.core.tool_env import ToolEnvExpert, final_transition, normalize_evaluation
@@ -316,9 +310,9 @@ class BFCLMultiTurnEnv(TextEnv):
 
         schemas = [_FUNCTIONS[name].schema for name in new]
         if isinstance(self.parser, PythonCallParser):
-            listing = _signature_tool_list([s["function"] for s in schemas], "(", ")")
+            listing = signature_tool_list([s["function"] for s in schemas], "(", ")")
         else:
-            listing = _json_tool_list(schemas)
+            listing = json_tool_list(schemas)
         text = self.task.turns[turn].strip()
         parts = [f"New functions are available:\n{listing}", text or ""]
         parts.append(DEFAULT_USER_PROMPT_FOR_ADDITIONAL_FUNCTION_FC)
