@@ -122,7 +122,7 @@ def test_faft_trains_a_tiny_model(tmp_path: Path):
         "env.kwargs.database_size=small",
         "env.kwargs.compact_reference=true",
         "env.kwargs.extra_reference_cities=0",
-        "env.kwargs.level=easy",
+        "env.kwargs.difficulty=easy",
         "env.kwargs.days=3",
         "env.kwargs.max_plan_attempts=1",
         "trainer.train_tasks=2",

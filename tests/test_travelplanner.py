@@ -756,3 +756,16 @@ def test_unknown_arguments_are_rejected():
         gym.make(ENV_ID, mode="sole_planning")
     with pytest.raises(TypeError, match="Did you mean 'database_size'"):
         gym.make(ENV_ID, database_sise="small")
+
+
+def test_difficulty_selects_the_level_and_level_is_a_deprecated_alias():
+    kwargs = {"database_size": "small", "num_tasks": 4, "split": "validation"}
+    env = gym.make("agentgym/TravelPlanner-v0", difficulty="hard", **kwargs).unwrapped
+    assert {task.level for task in env.tasks} == {"hard"}
+    with pytest.warns(DeprecationWarning, match="level= is deprecated, use difficulty="):
+        old = gym.make("agentgym/TravelPlanner-v0", level="hard", **kwargs).unwrapped
+    assert [t.id for t in old.tasks] == [t.id for t in env.tasks]
+    with pytest.raises(ValueError, match="pass only difficulty='hard'"):
+        gym.make("agentgym/TravelPlanner-v0", level="hard", difficulty="easy", **kwargs)
+    with pytest.raises(ValueError, match="Did you mean 'hard'"):
+        gym.make("agentgym/TravelPlanner-v0", difficulty="hrad", **kwargs)

@@ -30,6 +30,7 @@ from __future__ import annotations
 import difflib
 import importlib
 import inspect
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -46,6 +47,7 @@ __all__ = [
     "make",
     "register_env",
     "register_tool_env",
+    "renamed_argument",
     "reward_range",
 ]
 
@@ -305,6 +307,38 @@ def make(env_id: str, **kwargs: Any) -> gym.Env:
         if problems:
             raise EnvArgumentError(f"{env_id}: {'; '.join(problems)}")
     return gym.make(env_id, **kwargs)
+
+
+def renamed_argument(old: str, old_value: Any, new: str, new_value: Any, default: Any) -> Any:
+    """The value of an argument renamed from ``old`` to ``new``; the old name warns.
+
+    Environments name one concept the same way (``difficulty`` everywhere); an old name
+    keeps working for a while with a ``DeprecationWarning``. Giving both names with
+    different values is an error. ``old_value`` is None when the old name was not passed.
+
+    >>> renamed_argument("level", None, "difficulty", "hard", "mixed")
+    'hard'
+    >>> import warnings
+    >>> with warnings.catch_warnings(record=True) as caught:
+    ...     warnings.simplefilter("always")
+    ...     renamed_argument("level", "easy", "difficulty", "mixed", "mixed")
+    ...     print(caught[0].message)
+    'easy'
+    level= is deprecated, use difficulty= (same values): difficulty='easy'
+    """
+    if old_value is None:
+        return new_value
+    if new_value != default and new_value != old_value:
+        raise ValueError(
+            f"{old}={old_value!r} and {new}={new_value!r} both given; {old} is the old name "
+            f"of {new}: pass only {new}={old_value!r}"
+        )
+    warnings.warn(
+        f"{old}= is deprecated, use {new}= (same values): {new}={old_value!r}",
+        DeprecationWarning,
+        stacklevel=3,
+    )
+    return old_value
 
 
 def check_choice(name: str, value: Any, choices: Sequence[Any]) -> None:

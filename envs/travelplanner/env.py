@@ -41,7 +41,7 @@ import numpy as np
 from agentgym.core.env import Evaluation, TextEnv, Transition
 from agentgym.core.parsing import ReActParser
 from agentgym.core.policy import ErrorInjectingExpert
-from agentgym.core.registry import check_choice
+from agentgym.core.registry import check_choice, renamed_argument
 from agentgym.core.tasks import GeneratedTaskSet, TaskSet
 from agentgym.envs.travelplanner.database import TravelDatabase, get_database
 from agentgym.envs.travelplanner.evaluator import (
@@ -163,7 +163,8 @@ class TravelPlannerEnv(TextEnv):
     ## Arguments
     * ``mode``: ``"two-stage"`` or ``"sole-planning"``.
     * ``split``: ``"train"`` (45), ``"validation"`` (180) or ``"test"`` (1,000 queries).
-    * ``level``: ``"easy"``, ``"medium"``, ``"hard"`` or ``"mixed"``.
+    * ``difficulty``: the queries' level, ``"easy"``, ``"medium"``, ``"hard"`` or
+      ``"mixed"`` (``level=`` is a deprecated alias).
     * ``days``: only 3-, 5- or 7-day trips (``None``: all; 3-day prompts suit small models).
     * ``num_tasks``: use only the first ``num_tasks`` queries.
     * ``database_size``: ``"full"`` (44 states, 261 cities, benchmark-like listing counts) or
@@ -195,7 +196,7 @@ class TravelPlannerEnv(TextEnv):
         *,
         mode: str = "two-stage",
         split: str = "train",
-        level: str = "mixed",
+        difficulty: str = "mixed",
         days: int | None = None,
         num_tasks: int | None = None,
         database_size: str = "full",
@@ -211,10 +212,12 @@ class TravelPlannerEnv(TextEnv):
         max_observation_length: int = 65_536,
         max_action_length: int = 16_384,
         render_mode: str | None = None,
+        level: str | None = None,
     ) -> None:
+        difficulty = renamed_argument("level", level, "difficulty", difficulty, "mixed")
         check_choice("mode", mode, MODES)
         check_choice("split", split, list(SPLITS))
-        check_choice("level", level, [*LEVELS, "mixed"])
+        check_choice("difficulty", difficulty, [*LEVELS, "mixed"])
         check_choice("days", days, [None, 3, 5, 7])
         check_choice("reward_mode", reward_mode, REWARD_MODES)
         check_choice("evaluator", evaluator, EVALUATORS)
@@ -234,7 +237,8 @@ class TravelPlannerEnv(TextEnv):
         self.max_plan_attempts = max_plan_attempts
         self.database = _database(database_size, database_seed, data_dir)
         self.tools = TravelTools(self.database)
-        self.tasks = _tasks(self.database, split, level, days, num_tasks, queries_file)
+        self.difficulty = difficulty
+        self.tasks = _tasks(self.database, split, difficulty, days, num_tasks, queries_file)
         self._parser = ReActParser()
         self._phase = "plan"
         self._notebook: list[tuple[str, str]] = []
