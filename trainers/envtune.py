@@ -56,20 +56,22 @@ from agentgym.trainers.grpo import (
 __all__ = ["DEFAULT_STAGES", "EnvTuneConfig", "build_curriculum", "envtune_recipe"]
 
 _ALL = ["base", "miss_param", "miss_func", "long_context"]
-#: The paper's four stages, over the categories ToolUse-v0 and BFCL-MultiTurn-v0 share.
+#: The paper's four stages, over the categories ToolUse-v0 and BFCL-MultiTurn-v0 share, with
+#: advance rules shortened to a CPU budget as in configs/trainer/envtune.yaml (the paper's
+#: plateau rule is closer to patience 2, min_evaluations 2, max_evaluations 4).
 DEFAULT_STAGES: list[dict[str, Any]] = [
     {"name": "syntax", "env_kwargs": {"categories": ["base"]}, "augment": True,
-     "reward_mode": "format", "advance_when": {"patience": 2, "min_evaluations": 1,
-                                               "target": 1.5, "max_evaluations": 3}},
+     "reward_mode": "format", "advance_when": {"patience": 1, "min_evaluations": 1,
+                                               "target": 1.5, "max_evaluations": 1}},
     {"name": "basic", "env_kwargs": {"categories": ["base"]}, "augment": True,
-     "reward_mode": "progress", "advance_when": {"patience": 2, "min_evaluations": 2,
-                                                 "max_evaluations": 4}},
+     "reward_mode": "progress", "advance_when": {"patience": 1, "min_evaluations": 1,
+                                                 "max_evaluations": 1}},
     {"name": "advanced", "env_kwargs": {"categories": _ALL}, "augment": True,
-     "reward_mode": "progress", "advance_when": {"patience": 2, "min_evaluations": 2,
-                                                 "max_evaluations": 4}},
+     "reward_mode": "progress", "advance_when": {"patience": 1, "min_evaluations": 1,
+                                                 "max_evaluations": 1}},
     {"name": "alignment", "env_kwargs": {"categories": _ALL}, "augment": False,
-     "reward_mode": "progress", "advance_when": {"patience": 2, "min_evaluations": 2,
-                                                 "max_evaluations": 4}},
+     "reward_mode": "progress", "advance_when": {"patience": 2, "min_evaluations": 1,
+                                                 "max_evaluations": 2}},
 ]  # fmt: skip
 
 _STAGE_KEYS = ("name", "env_kwargs", "augment", "reward_mode", "advance_when")
@@ -88,8 +90,16 @@ class EnvTuneConfig(GRPOConfig):
             training in the last stage until ``iterations``).
     """
 
+    # GRPOConfig's fields with envtune's own defaults (configs/trainer/envtune.yaml, checked
+    # by tests/test_config_defaults.py).
+    iterations: int = 4
+    train_tasks: int = 16
+    group_size: int = 4
+    warm_start_tasks: int = 16
+    warm_start_epochs: int | None = None
+    eval_every: int = 4
     stages: list[dict[str, Any]] = field(default_factory=lambda: [dict(s) for s in DEFAULT_STAGES])
-    validation_tasks: int = 16
+    validation_tasks: int = 8
     validate_every: int = 1
     stop_when_finished: bool = True
 

@@ -110,31 +110,32 @@ class GRPOConfig:
             which resuming needs).
     """
 
-    iterations: int = 8
+    # Defaults equal configs/trainer/grpo.yaml (tests/test_config_defaults.py checks it).
+    iterations: int = 4
     train_tasks: int = 32
-    tasks_per_iteration: int = 8
+    tasks_per_iteration: int = 4
     group_size: int = 8
     advantage: str = "episode"
     std_normalise: bool = True
     gamma: float = 1.0
-    learning_rate: float = 1e-5
+    learning_rate: float = 2e-6
     warmup_steps: int = 0
     schedule: str = "constant"
     weight_decay: float = 0.0
     max_grad_norm: float | None = 1.0
     epochs: int = 1
-    mini_batches: int = 1
+    mini_batches: int = 2
     clip_low: float = 0.2
     clip_high: float = 0.28
     kl_coef: float = 0.0
     entropy_coef: float = 0.0
     normalisation: str = "token"
     behaviour_logprobs: str = "engine"
-    warm_start_tasks: int = 16
+    warm_start_tasks: int = 32
     warm_start_expert_episodes: int = 1
-    warm_start_epochs: int | None = None
+    warm_start_epochs: int | None = 3
     warm_start_learning_rate: float | None = None
-    eval_every: int = 1
+    eval_every: int = 2
     ood_env_kwargs: dict[str, Any] | None = None
     keep_checkpoints: bool = False
 

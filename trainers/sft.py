@@ -80,11 +80,11 @@ class SFTConfig:
         progress: Show a progress bar.
     """
 
-    learning_rate: float = 1e-5
-    epochs: int = 1
+    learning_rate: float = 2e-5
+    epochs: int = 2
     batch_size: int = 8
     micro_batch_size: int = 4
-    max_tokens_per_micro_batch: int = 8192
+    max_tokens_per_micro_batch: int = 2048
     packing: bool = False
     prefix_sharing: bool = True
     weight_decay: float = 0.0

@@ -49,7 +49,7 @@ class SamplingParams:
 
     temperature: float = 1.0
     top_p: float = 1.0
-    max_tokens: int = 256
+    max_tokens: int = 128
     stop: tuple[str, ...] = ()
     n: int = 1
     seed: int | None = None
