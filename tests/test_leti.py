@@ -14,6 +14,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from agentgym.collector import EpisodeSpec, RolloutCollector
 from agentgym.engines import make_engine
 from agentgym.engines.base import SamplingParams
+from agentgym.envs.codeexec.env import CodeExecEnv
 from agentgym.models import resolve_model
 from agentgym.trainers import TRAINERS
 from agentgym.trainers.data import IGNORE_INDEX, trajectories_to_examples
@@ -40,7 +41,7 @@ def expert_episodes():
 
 
 def test_every_attempt_becomes_a_sample_with_its_token_and_feedback(expert_episodes) -> None:
-    samples = leti_trajectories(expert_episodes)
+    samples = leti_trajectories(expert_episodes, CodeExecEnv.condition_on_feedback)
     assert len(samples) == sum(t.num_steps for t in expert_episodes)
     good = [s for s in samples if s.success]
     bad = [s for s in samples if not s.success]
@@ -60,14 +61,19 @@ def test_every_attempt_becomes_a_sample_with_its_token_and_feedback(expert_episo
 
 
 def test_binary_feedback_drops_the_text(expert_episodes) -> None:
-    samples = leti_trajectories(expert_episodes, textual_feedback=False, bad_token="[BAD]")
+    samples = leti_trajectories(
+        expert_episodes,
+        CodeExecEnv.condition_on_feedback,
+        textual_feedback=False,
+        bad_token="[BAD]",
+    )
     bad = [s for s in samples if not s.success]
     assert bad and all(s.messages[-2].content.startswith("[BAD]\n") for s in bad)
     assert not any("Execution feedback" in s.messages[-2].content for s in samples)
 
 
 def test_samples_tokenise_with_loss_on_the_program_only(expert_episodes, tokenizer) -> None:
-    samples = leti_trajectories(expert_episodes)
+    samples = leti_trajectories(expert_episodes, CodeExecEnv.condition_on_feedback)
     examples = trajectories_to_examples(samples, tokenizer)
     assert len(examples) == len(samples)
     for sample, example in zip(samples, examples, strict=True):
@@ -90,7 +96,7 @@ def test_leti_data_from_a_real_model_rollout(tokenizer) -> None:
     collector.close()
     assert all(t.error is None and t.num_steps >= 1 for t in episodes)
     assert episodes[0].messages[1].content.startswith("<|good|>")
-    samples = leti_trajectories(episodes)
+    samples = leti_trajectories(episodes, CodeExecEnv.condition_on_feedback)
     assert len(samples) == sum(t.num_steps for t in episodes)
     # A random model writes no passing program: every sample is bad, with the env's feedback.
     assert all(not s.success for s in samples)

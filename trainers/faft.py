@@ -13,9 +13,10 @@ plan that followed, on positives and negatives alike. At inference every feedbac
 3. turn every finished episode into one example: ``prompt + feedback -> plan``
    (:func:`feedback_examples`), fine-tune, evaluate again with all-success feedback.
 
-The environment must offer ``condition_on_feedback(observation, feedback) -> str`` (the
-planning prompt with that feedback in it) and a ``feedback_conditioning`` argument (the
-all-success prompt), as ``agentgym/TravelPlanner-v0`` does.
+The environment must be :class:`~agentgym.core.feedback.FeedbackConditioned` (its
+``condition_on_feedback(prompt, feedback)`` writes the planning prompt with that feedback in
+it) and take a ``feedback_conditioning`` argument (the all-success prompt), as
+``agentgym/TravelPlanner-v0`` does.
 
 Example:
     >>> from agentgym.core.trajectory import Message, Trajectory
@@ -37,17 +38,16 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from agentgym.core.feedback import Conditioner, feedback_conditioner
 from agentgym.core.trajectory import Message, Trajectory
 from agentgym.trainers.common import Workbench
 from agentgym.trainers.rft import collect_expert, task_specs
 
 __all__ = ["FAFTConfig", "faft_recipe", "feedback_examples"]
-
-Conditioner = Callable[[str, str], str]
 
 
 @dataclass
@@ -158,14 +158,8 @@ def _conditioned_prompt(
 
 
 def _conditioner(bench: Workbench) -> Conditioner:
-    env = bench.collector_for("train", expert=True).envs[0].unwrapped
-    condition = getattr(env, "condition_on_feedback", None)
-    if condition is None:
-        raise ValueError(
-            f"FAFT needs an environment with condition_on_feedback(observation, feedback); "
-            f"{bench.env_id} has none (agentgym/TravelPlanner-v0 does)."
-        )
-    return condition
+    env = bench.collector_for("train", expert=True).envs[0]
+    return feedback_conditioner(env, trainer="faft", env_id=bench.env_id)
 
 
 def faft_recipe(bench: Workbench, config: FAFTConfig) -> list[dict[str, Any]]:

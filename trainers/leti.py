@@ -12,7 +12,9 @@ inference the prompt starts with ``<|good|>``. Read top to bottom in :func:`leti
 1. condition the environment's prompts on the good token (``reward_token_prefix``), so
    sampling and evaluation go through the normal workbench path; evaluate the base model;
 2. collect the expert's episodes (with injected bugs, so some attempts fail and are
-   repaired) and turn each attempt into a LeTI sample (:func:`leti_trajectories`);
+   repaired) and turn each attempt into a LeTI sample (:func:`leti_trajectories`), the
+   feedback written into the prompt by the environment itself
+   (:class:`~agentgym.core.feedback.FeedbackConditioned`);
 3. each iteration: sample ``K`` episodes per training task with the current policy, turn
    every attempt (first tries and repairs) into a sample, fine-tune on all samples with the
    SFT machinery, evaluate.
@@ -32,7 +34,9 @@ Example:
     ...                 info={"execution": {"status": "ok", "passed": 0, "total": 2}}),
     ...            Step("good", "All tests passed.", 1.0, terminated=True,
     ...                 info={"execution": {"status": "ok", "passed": 2, "total": 2}})])
-    >>> samples = leti_trajectories([episode])
+    >>> def condition(problem, feedback):  # CodeExecEnv.condition_on_feedback writes this
+    ...     return f"Execution feedback:\\n{feedback}\\n\\n{problem}" if feedback else problem
+    >>> samples = leti_trajectories([episode], condition)
     >>> [s.messages[0].content for s in samples]
     ['<|bad|>\\nExecution feedback:\\n0 of 2 tests passed.\\n\\nWrite f.', '<|good|>\\nWrite f.']
     >>> [s.messages[-1].content for s in samples]
@@ -45,8 +49,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from agentgym.core.feedback import Conditioner, feedback_conditioner
 from agentgym.core.trajectory import Message, Trajectory
-from agentgym.envs.codeexec.feedback import conditioned_prompt
 from agentgym.trainers.common import Workbench
 from agentgym.trainers.rft import collect_expert, task_specs
 
@@ -123,6 +127,7 @@ def _problem_text(trajectory: Trajectory) -> tuple[list[Message], str]:
 
 def leti_trajectories(
     trajectories: Iterable[Trajectory],
+    condition: Conditioner,
     *,
     good_token: str = "<|good|>",
     bad_token: str = "<|bad|>",
@@ -131,7 +136,9 @@ def leti_trajectories(
     """One single-turn LeTI sample per code attempt of each (finished or cut) episode.
 
     Each sample is ``[system], user(token, feedback, problem), assistant(program)``; only the
-    program is trained. Episodes that failed inside the environment (``error``) are skipped.
+    program is trained. ``condition(problem, feedback)`` is the environment's
+    ``condition_on_feedback``; the reward token goes on the line before. Episodes that failed
+    inside the environment (``error``) are skipped.
     """
     samples = []
     for trajectory in trajectories:
@@ -142,7 +149,8 @@ def leti_trajectories(
         for attempt, (step, action) in enumerate(zip(trajectory.steps, actions, strict=False)):
             good = attempt_passed(step.info)
             feedback = "" if good or not textual_feedback else step.feedback
-            prompt = conditioned_prompt(good_token if good else bad_token, problem, feedback)
+            token = good_token if good else bad_token
+            prompt = f"{token}\n{condition(problem, feedback)}"
             samples.append(
                 Trajectory(
                     env_id=trajectory.env_id,
@@ -173,8 +181,12 @@ def leti_recipe(bench: Workbench, config: LeTIConfig) -> list[dict[str, Any]]:
     options = {"good_token": config.good_token, "bad_token": config.bad_token,
                "textual_feedback": config.textual_feedback}  # fmt: skip
     rows = [bench.evaluate(0, f"base model ({config.good_token})")]
+    env = bench.collector_for("train", expert=True).envs[0]
+    condition = feedback_conditioner(env, trainer="leti", env_id=bench.env_id)
     expert = leti_trajectories(
-        collect_expert(bench, config.train_tasks, config.expert_episodes_per_task), **options
+        collect_expert(bench, config.train_tasks, config.expert_episodes_per_task),
+        condition,
+        **options,
     )
     sampled: list[Trajectory] = []
     for iteration in range(1, config.iterations + 1):
@@ -183,7 +195,7 @@ def leti_recipe(bench: Workbench, config: LeTIConfig) -> list[dict[str, Any]]:
             bench, f"it{iteration}", config.train_tasks, config.samples_per_task, iteration
         )
         episodes = bench.collect(f"collect-{iteration}", specs, iteration=iteration)
-        new = leti_trajectories(episodes, **options)
+        new = leti_trajectories(episodes, condition, **options)
         sampled = [*sampled, *new] if config.accumulate else new
         data = [*expert, *sampled]
         bench.run.log(

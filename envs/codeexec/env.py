@@ -8,7 +8,12 @@ from typing import Any
 from agentgym.core.env import Evaluation, TextEnv, Transition
 from agentgym.core.registry import check_choice
 from agentgym.envs.codeexec.expert import CodeExecExpert
-from agentgym.envs.codeexec.feedback import conditioned_prompt, execution_feedback, extract_code
+from agentgym.envs.codeexec.feedback import (
+    conditioned_prompt,
+    execution_feedback,
+    extract_code,
+    with_execution_feedback,
+)
 from agentgym.envs.codeexec.problems import Problem, load_problems
 from agentgym.envs.codeexec.sandbox import ExecutionResult, Limits, Sandbox
 
@@ -136,6 +141,12 @@ class CodeExecEnv(TextEnv):
         self.sandbox = shared_sandbox(Limits(timeout_s=timeout_s, memory_mb=memory_mb), protections)
         self.attempts_used = 0
         self.last_result: ExecutionResult | None = None
+
+    @staticmethod
+    def condition_on_feedback(prompt: str, feedback: str) -> str:
+        """LeTI's conditioning (:class:`agentgym.core.feedback.FeedbackConditioned`): the
+        problem with the execution feedback of an attempt before it."""
+        return with_execution_feedback(prompt, feedback)
 
     # ------------------------------------------------------------------ hooks --
 

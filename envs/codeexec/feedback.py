@@ -10,8 +10,10 @@
   is worded from its outcome alone (``wrong result``, ``raised ValueError``): no test
   source, no inputs, no expected or returned values, no exception messages and nothing
   the program printed, since a program can print its arguments or put them in a message.
-* :func:`conditioned_prompt`: LeTI's input layout (reward token, feedback, problem), shared
-  by the environment (generation conditioned on the good token) and the LeTI data transform.
+* :func:`with_execution_feedback` and :func:`conditioned_prompt`: LeTI's input layout
+  (reward token, feedback, problem); the environment offers the first as its
+  ``condition_on_feedback`` (:class:`agentgym.core.feedback.FeedbackConditioned`) and uses
+  the second for generation conditioned on the good token.
 
 Example:
     >>> extract_code("Here:\\n```python\\ndef f():\\n    return 1\\n```\\nDone.", "f")
@@ -29,7 +31,7 @@ import re
 
 from agentgym.envs.codeexec.sandbox import ExecutionResult, TestResult
 
-__all__ = ["conditioned_prompt", "execution_feedback", "extract_code"]
+__all__ = ["conditioned_prompt", "execution_feedback", "extract_code", "with_execution_feedback"]
 
 _LANGUAGE = re.compile(r"[ \t]*([A-Za-z0-9_+-]*)")
 _PYTHON_LANGUAGES = ("", "python", "py", "python3")
@@ -155,10 +157,20 @@ def _indent(text: str) -> str:
     return "\n".join("  " + line for line in text.splitlines())
 
 
+def with_execution_feedback(problem: str, feedback: str) -> str:
+    """The problem with an ``Execution feedback:`` block before it (none for empty feedback).
+
+    >>> print(with_execution_feedback("Write f.", "Test 1 failed."))
+    Execution feedback:
+    Test 1 failed.
+    <BLANKLINE>
+    Write f.
+    """
+    if not feedback.strip():
+        return problem
+    return "Execution feedback:\n" + feedback.strip() + "\n\n" + problem
+
+
 def conditioned_prompt(token: str, problem: str, feedback: str = "") -> str:
     """LeTI's layout: reward token, then execution feedback (if any), then the problem."""
-    parts = [token]
-    if feedback:
-        parts.append("Execution feedback:\n" + feedback.strip() + "\n")
-    parts.append(problem)
-    return "\n".join(parts)
+    return token + "\n" + with_execution_feedback(problem, feedback)

@@ -291,9 +291,11 @@ class TravelPlannerEnv(TextEnv):
         )
         return _notebook_text(entries)
 
-    def condition_on_feedback(self, observation: str, feedback: str) -> str:
-        """FAFT hook: ``observation`` (a planning prompt) with ``feedback`` in it."""
-        return condition_on_feedback(observation, feedback)
+    @staticmethod
+    def condition_on_feedback(prompt: str, feedback: str) -> str:
+        """FAFT's conditioning (:class:`agentgym.core.feedback.FeedbackConditioned`): a
+        planning prompt with the evaluator's ``feedback`` in it."""
+        return condition_on_feedback(prompt, feedback)
 
     def _act(self, action: str) -> Transition:
         if self._phase == "plan":
