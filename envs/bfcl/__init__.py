@@ -14,12 +14,15 @@ by attribute lookup on the backend instance that owns the function.
 
 Parts:
 
-* :mod:`~agentgym.envs.bfcl.data`: loading entries and function docs; choosing entries
-  (categories, the train/test split, backend filters).
-* :mod:`~agentgym.envs.bfcl.execution`: executing calls (official or strict semantics) and
-  BFCL's per-turn checks.
+* :mod:`~agentgym.envs.bfcl.env`: :class:`BFCLMultiTurnEnv`.
+* :mod:`~agentgym.envs.bfcl.tasks`: the entry type and choosing entries (categories, the
+  train/test split, backend filters).
+* :mod:`~agentgym.envs.bfcl.expert`: the oracle :class:`BFCLExpert`.
+* :mod:`~agentgym.envs.bfcl.judge`: BFCL's per-turn checks.
+* :mod:`~agentgym.envs.bfcl.loaders`: loading entries, function docs and backends from
+  ``bfcl-eval``.
+* :mod:`~agentgym.envs.bfcl.execution`: executing calls (official or strict semantics).
 * :mod:`~agentgym.envs.bfcl.hints`: Environment Tuning's actionable hints (``augment``).
-* :mod:`~agentgym.envs.bfcl.env`: :class:`BFCLMultiTurnEnv` and its oracle :class:`BFCLExpert`.
 
 The checker follows BFCL's multi-turn checker. For every turn whose ground truth is not
 empty: (1) state: every public attribute of every backend after the agent's calls equals
@@ -52,30 +55,24 @@ Remaining differences from BFCL's inference and checker, on purpose:
   ``max_steps_per_turn=20`` to match BFCL.
 """
 
-from agentgym.envs.bfcl.data import (
-    BACKENDS,
-    CATEGORIES,
-    INSTALL_COMMAND,
-    SPLITS,
-    BFCLTask,
-    convert_schema,
-    fresh_backends,
-    load_category,
-    parse_ground_truth_call,
-    select_tasks,
-    split_of,
-)
-from agentgym.envs.bfcl.env import PARSERS, SYSTEM_PROMPT, BFCLExpert, BFCLMultiTurnEnv
+from agentgym.envs.bfcl.env import PARSERS, SYSTEM_PROMPT, BFCLMultiTurnEnv
 from agentgym.envs.bfcl.execution import (
     CallOutcome,
     execute_call,
     format_result,
-    missing_results,
-    public_state,
-    state_differences,
     validate_arguments,
 )
+from agentgym.envs.bfcl.expert import BFCLExpert
 from agentgym.envs.bfcl.hints import HINTS, hint_for
+from agentgym.envs.bfcl.judge import missing_results, public_state, state_differences
+from agentgym.envs.bfcl.loaders import (
+    INSTALL_COMMAND,
+    convert_schema,
+    fresh_backends,
+    load_category,
+    parse_ground_truth_call,
+)
+from agentgym.envs.bfcl.tasks import BACKENDS, CATEGORIES, SPLITS, BFCLTask, select_tasks, split_of
 
 __all__ = [
     "BACKENDS",
