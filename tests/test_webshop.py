@@ -16,9 +16,7 @@ import agentgym
 from agentgym import InfoKeys
 from agentgym.envs.webshop.catalog import GeneratedCatalog, Product, search_document
 from agentgym.envs.webshop.expert import WebShopExpert, best_options, instruction_query
-from agentgym.envs.webshop.goals import NO_PRICE_CAP, Goal, make_goal, price_cap
-from agentgym.envs.webshop.loaders import find_data_file, load_webshop_dir
-from agentgym.envs.webshop.reward import (
+from agentgym.envs.webshop.judge import (
     compute_reward,
     fuzzy_ratio,
     goal_option_text,
@@ -27,8 +25,10 @@ from agentgym.envs.webshop.reward import (
     token_set_ratio,
     type_reward,
 )
+from agentgym.envs.webshop.loaders import find_data_file, load_webshop_dir
 from agentgym.envs.webshop.search import SearchIndex, tokenize
 from agentgym.envs.webshop.store import get_shop
+from agentgym.envs.webshop.tasks import NO_PRICE_CAP, Goal, make_goal, price_cap
 from agentgym.envs.webshop.vocabulary import PRODUCT_TYPES
 
 ENV_ID = "agentgym/WebShop-v0"

@@ -4,9 +4,10 @@ Parts, each usable on its own:
 
 * :mod:`~agentgym.envs.webshop.catalog`: the product schema and the seeded catalog
   generator (products built on demand from ``(seed, index)``);
-* :mod:`~agentgym.envs.webshop.goals`: instructions in the human and template styles;
+* :mod:`~agentgym.envs.webshop.tasks`: the goals (instructions in the human and template
+  styles);
 * :mod:`~agentgym.envs.webshop.search`: BM25 search (``bm25s``), cached on disk;
-* :mod:`~agentgym.envs.webshop.reward`: WebShop's reward formula and its fuzzy matching;
+* :mod:`~agentgym.envs.webshop.judge`: WebShop's reward formula and its fuzzy matching;
 * :mod:`~agentgym.envs.webshop.pages`: the pages as text;
 * :mod:`~agentgym.envs.webshop.official`: WebShop's own text environment's pages, clickables
   and action handling (``observation_format="official"``);

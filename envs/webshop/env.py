@@ -23,7 +23,7 @@ from typing import Any
 from agentgym.core.env import Evaluation, TextEnv, Transition
 from agentgym.core.registry import check_choice
 from agentgym.envs.webshop.expert import WebShopExpert
-from agentgym.envs.webshop.goals import GOAL_STYLES, Goal
+from agentgym.envs.webshop.judge import RewardBreakdown, compute_reward
 from agentgym.envs.webshop.official import (
     official_done_page,
     official_kind,
@@ -31,8 +31,8 @@ from agentgym.envs.webshop.official import (
     render_official,
 )
 from agentgym.envs.webshop.pages import Button, Session, render
-from agentgym.envs.webshop.reward import RewardBreakdown, compute_reward
 from agentgym.envs.webshop.store import SPLITS, Shop, get_shop
+from agentgym.envs.webshop.tasks import GOAL_STYLES, Goal
 
 __all__ = ["OBSERVATION_FORMATS", "OBSERVATION_MODES", "WebShopEnv", "parse_action"]
 
@@ -113,7 +113,7 @@ class WebShopEnv(TextEnv):
 
     ## Rewards
     Only ``click[buy now]`` is rewarded: WebShop's formula (attribute, option and price
-    terms times the type term, see :mod:`agentgym.envs.webshop.reward`), in [0, 1]; the
+    terms times the type term, see :mod:`agentgym.envs.webshop.judge`), in [0, 1]; the
     components are in ``info["reward_components"]`` and ``info["verdicts"]``.
 
     ## Episode End

@@ -43,15 +43,15 @@ from typing import Any
 
 from agentgym.core.policy import ErrorInjectingExpert
 from agentgym.envs.webshop.catalog import Product
-from agentgym.envs.webshop.goals import Goal
-from agentgym.envs.webshop.pages import BACK_TO_SEARCH, BUY_NOW, NEXT_PAGE, PREV_PAGE
-from agentgym.envs.webshop.reward import (
+from agentgym.envs.webshop.judge import (
     MATCH_THRESHOLD,
     compute_reward,
     goal_option_text,
     normalize_color,
     token_set_ratio,
 )
+from agentgym.envs.webshop.pages import BACK_TO_SEARCH, BUY_NOW, NEXT_PAGE, PREV_PAGE
+from agentgym.envs.webshop.tasks import Goal
 
 __all__ = ["WebShopExpert", "best_options"]
 

@@ -51,7 +51,7 @@ from typing import Any
 import numpy as np
 
 from agentgym.envs.webshop.catalog import Product, ProductList
-from agentgym.envs.webshop.goals import Goal, price_cap, price_text
+from agentgym.envs.webshop.tasks import Goal, price_cap, price_text
 
 __all__ = ["find_data_file", "load_webshop_dir", "parse_pricing", "parse_product", "title_nouns"]
 

@@ -27,8 +27,8 @@ import numpy as np
 
 from agentgym.core.tasks import GeneratedTaskSet, TaskSet
 from agentgym.envs.webshop.catalog import Catalog, GeneratedCatalog
-from agentgym.envs.webshop.goals import GOAL_STYLES, Goal, make_goal
 from agentgym.envs.webshop.search import SearchIndex
+from agentgym.envs.webshop.tasks import GOAL_STYLES, Goal, make_goal
 
 __all__ = ["SPLITS", "Shop", "get_shop"]
 

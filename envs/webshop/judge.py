@@ -43,7 +43,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
 
 from agentgym.envs.webshop.catalog import Product
-from agentgym.envs.webshop.goals import Goal
+from agentgym.envs.webshop.tasks import Goal
 
 __all__ = [
     "COLOR_WORDS",

@@ -64,7 +64,7 @@ class Goal:
         named_options: Whether the reward compares options with their names, as the
             reference does for goals whose options are a name -> value dict (synthetic
             instructions) but not for a list of values (human instructions); see
-            :func:`~agentgym.envs.webshop.reward.goal_option_text`.
+            :func:`~agentgym.envs.webshop.judge.goal_option_text`.
         metadata: Extra fields (recorded with trajectories).
     """
 
