@@ -21,8 +21,8 @@ from agentgym import ToolCall, ToolTask
 from agentgym.envs.tooluse import ToolUseEnv, ToolUseExpert
 from agentgym.envs.tooluse.augment import GENERIC_HINTS, HINTS, ActionableAugmentation
 from agentgym.envs.tooluse.backends import BACKENDS, Backend, register_backend, tool_index
-from agentgym.envs.tooluse.checker import replay_calls
 from agentgym.envs.tooluse.curriculum import DEFAULT_CURRICULUM, Curriculum, Plateau, Stage
+from agentgym.envs.tooluse.judge import replay_calls
 from agentgym.envs.tooluse.rewards import format_reward, progress_reward
 from agentgym.envs.tooluse.scenarios import CONFIG_BUILDERS
 from agentgym.envs.tooluse.tasks import (
