@@ -105,6 +105,12 @@ def check_config(
     for kwargs in variants:
         env = gym.make(cfg.env.id, **kwargs)  # constructor-level checks, cheap
         try:
+            if command == "train" or cfg.engine.name == "expert":
+                section = "expert" if command == "train" else "engine.kwargs"
+                settings = _container(cfg.expert if command == "train" else cfg.engine.kwargs)
+                problems = _expert_problems(env.unwrapped, settings or {}, f"{section}.")
+                if problems:
+                    raise ConfigError(problems)
             critic = (cfg.get("critic") or {}).get("name", "none")
             tasks = len(env.unwrapped.tasks)
             if command == "eval" and critic == "none" and cfg.episodes > tasks:
@@ -122,6 +128,27 @@ def check_config(
         except ModelNotFoundError as exc:
             raise UsageError(str(exc)) from None
     return variants
+
+
+def _expert_problems(env: Any, settings: dict[str, Any], prefix: str) -> list[str]:
+    """Unknown or mistyped arguments of the environment's expert (its class or make_expert)."""
+    import inspect
+    import typing
+
+    from agentgym.core.arguments import argument_problems
+
+    target: Any = env.make_expert
+    parameters = inspect.signature(target).parameters.values()
+    if any(p.kind is p.VAR_KEYWORD for p in parameters):
+        # make_expert(**kwargs) forwards to the expert class named by its return annotation.
+        try:
+            returned = typing.get_type_hints(target).get("return")
+        except Exception:  # an annotation that cannot be resolved: nothing to check against
+            returned = None
+        if not isinstance(returned, type):
+            return []
+        target = returned
+    return argument_problems(target, settings, prefix=prefix, noun="key")
 
 
 def _prepare(cfg: DictConfig, command: str) -> tuple[RolloutCollector, dict[str, Any]]:

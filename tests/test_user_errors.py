@@ -184,6 +184,27 @@ def test_engine_arguments_are_checked_before_any_model_loads(
     assert "engine.kwargs.timeout='fast': expected float, got str" in err
 
 
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (("rollout", "engine.kwargs.eror_rate=0.1"), "unknown key 'engine.kwargs.eror_rate'. Did"),
+        (("rollout", "env=travelplanner", "engine.kwargs.error_rate=abc"),
+         "engine.kwargs.error_rate='abc': expected float, got str"),
+        (("train", "engine=hf", "model=tiny-random-llama", "expert.eror_rate=0.1"),
+         "unknown key 'expert.eror_rate'. Did you mean 'error_rate'?"),
+        (("rollout", "engine=vllm", "engine.kwargs.dtype=fp8"), "dtype='fp8' is not known"),
+        (("rollout", "engine=vllm", "engine.kwargs.gpu_memory_utilization=2"),
+         "gpu_memory_utilization=2: must be in (0, 1]"),
+    ],
+)  # fmt: skip
+def test_expert_and_vllm_arguments_are_checked(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, args: tuple[str, ...], expected: str
+) -> None:
+    code, err = _run(capsys, *args, f"run_dir={tmp_path / 'run'}")
+    assert code == 2
+    assert expected in err, err
+
+
 # ------------------------------------------------------------------ run directories
 
 

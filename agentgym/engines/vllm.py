@@ -168,6 +168,41 @@ class VLLMEngine(Engine):
 
     name = "vllm"
 
+    #: ``dtype`` values vLLM accepts.
+    DTYPES = ("auto", "float32", "float", "float16", "half", "bfloat16")
+
+    @staticmethod
+    def argument_problems(kwargs: dict[str, Any]) -> list[str]:
+        """Values of constructor arguments this engine refuses (checked before vLLM starts).
+
+        >>> for problem in VLLMEngine.argument_problems({"device": "tpu", "dtype": "fp8"}):
+        ...     print(problem)
+        device='tpu': use 'auto', 'cpu' or 'cuda'
+        dtype='fp8' is not known; valid: auto, float32, float, float16, half, bfloat16
+        """
+        problems = []
+        device = kwargs.get("device", "auto")
+        if (
+            isinstance(device, str)
+            and device not in ("auto", "cpu")
+            and not device.startswith("cuda")
+        ):
+            problems.append(f"device={device!r}: use 'auto', 'cpu' or 'cuda'")
+        dtype = kwargs.get("dtype", "auto")
+        if isinstance(dtype, str) and dtype not in VLLMEngine.DTYPES:
+            problems.append(f"dtype={dtype!r} is not known; valid: {', '.join(VLLMEngine.DTYPES)}")
+        for key in ("tensor_parallel_size", "max_model_len"):
+            value = kwargs.get(key, 1)
+            if isinstance(value, int) and not isinstance(value, bool) and value < 1:
+                problems.append(f"{key}={value}: must be >= 1")
+        share = kwargs.get("gpu_memory_utilization", 0.85)
+        if isinstance(share, int | float) and not 0 < share <= 1:
+            problems.append(f"gpu_memory_utilization={share}: must be in (0, 1]")
+        space = kwargs.get("kv_cache_space_gb", 2.0)
+        if isinstance(space, int | float) and space <= 0:
+            problems.append(f"kv_cache_space_gb={space}: must be > 0")
+        return problems
+
     def __init__(
         self,
         model: str = "smollm2-135m",
@@ -183,8 +218,13 @@ class VLLMEngine(Engine):
         seed: int = 0,
         enable_prefix_caching: bool = True,
     ) -> None:
-        if device not in ("auto", "cpu") and not str(device).startswith("cuda"):
-            raise ValueError(f"device must be 'auto', 'cpu' or 'cuda', got {device!r}")
+        problems = self.argument_problems(
+            {"device": device, "dtype": dtype, "tensor_parallel_size": tensor_parallel_size,
+             "gpu_memory_utilization": gpu_memory_utilization, "max_model_len": max_model_len,
+             "kv_cache_space_gb": kv_cache_space_gb}
+        )  # fmt: skip
+        if problems:
+            raise ValueError("; ".join(problems))
         self.on_cpu = device == "cpu" or (device == "auto" and not torch.cuda.is_available())
         self.model_name = str(model)
         self.max_model_len = max_model_len
