@@ -27,8 +27,8 @@ import gymnasium as gym
 
 import agentgym  # noqa: F401 - registers the environments
 from agentgym.envs.codeexec.feedback import extract_code
-from agentgym.envs.codeexec.problems import load_problems
 from agentgym.envs.codeexec.sandbox import Job, Limits, Sandbox
+from agentgym.envs.codeexec.tasks import load_problems
 
 PROGRAM = "def add(a, b):\n    return a + b\n"
 TESTS = tuple(f"assert add({i}, {i}) == {2 * i}" for i in range(6))

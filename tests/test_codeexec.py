@@ -24,14 +24,14 @@ from agentgym.collector import EpisodeSpec, RolloutCollector
 from agentgym.envs.codeexec.env import shared_sandbox
 from agentgym.envs.codeexec.expert import inject_bug
 from agentgym.envs.codeexec.feedback import execution_feedback, extract_code
-from agentgym.envs.codeexec.problems import (
+from agentgym.envs.codeexec.sandbox import Job, Limits, TestResult
+from agentgym.envs.codeexec.tasks import (
     Problem,
     instrument_test,
     load_problems,
     make_problem,
     register_problems,
 )
-from agentgym.envs.codeexec.sandbox import Job, Limits, TestResult
 
 ENV_ID = "agentgym/CodeExec-v0"
 

@@ -550,7 +550,7 @@ def ENTRY(*args, **kwargs):
 
 def _cheat_problems() -> list:
     """Problems of every problem set: generated (each difficulty), HumanEval, registered."""
-    from agentgym.envs.codeexec.problems import load_problems, make_problem
+    from agentgym.envs.codeexec.tasks import load_problems, make_problem
 
     problems = [
         load_problems("generated", difficulty=d, num_tasks=30)[i]

