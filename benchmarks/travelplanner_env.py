@@ -30,9 +30,9 @@ import numpy as np
 
 import agentgym  # noqa: F401  (registers the environments)
 from agentgym.envs.travelplanner.database import generate_database, get_database
-from agentgym.envs.travelplanner.evaluator import evaluate
+from agentgym.envs.travelplanner.judge import evaluate
 from agentgym.envs.travelplanner.planner import ERROR_KINDS, inject_error
-from agentgym.envs.travelplanner.queries import generate_query
+from agentgym.envs.travelplanner.tasks import generate_query
 from agentgym.envs.travelplanner.tools import TravelTools
 
 ENV_ID = "agentgym/TravelPlanner-v0"

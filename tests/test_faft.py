@@ -14,7 +14,7 @@ from transformers import AutoModelForCausalLM
 
 import agentgym  # noqa: F401
 from agentgym.collector import EpisodeSpec, RolloutCollector
-from agentgym.envs.travelplanner.evaluator import evaluate, success_feedback
+from agentgym.envs.travelplanner.judge import evaluate, success_feedback
 from agentgym.envs.travelplanner.plans import parse_plan
 from agentgym.models import resolve_model
 from agentgym.trainers import TRAINERS

@@ -23,7 +23,7 @@ from agentgym.envs.travelplanner.database import (
     get_database,
 )
 from agentgym.envs.travelplanner.env import condition_on_feedback
-from agentgym.envs.travelplanner.evaluator import (
+from agentgym.envs.travelplanner.judge import (
     COMMONSENSE_CHECKS,
     HARD_CHECKS,
     evaluate,
@@ -35,7 +35,7 @@ from agentgym.envs.travelplanner.evaluator import (
 from agentgym.envs.travelplanner.loaders import load_database, load_queries
 from agentgym.envs.travelplanner.planner import ERROR_KINDS, inject_error, plan_trip
 from agentgym.envs.travelplanner.plans import TravelQuery, format_plan, parse_plan
-from agentgym.envs.travelplanner.queries import SPLITS, generate_query
+from agentgym.envs.travelplanner.tasks import SPLITS, generate_query
 from agentgym.envs.travelplanner.tools import TravelTools
 
 ENV_ID = "agentgym/TravelPlanner-v0"

@@ -21,15 +21,15 @@ import agentgym  # noqa: F401  (registers the environments)
 from agentgym import InfoKeys
 from agentgym.core.trajectory import Trajectory
 from agentgym.envs.travelplanner.csv_tables import read_rows
-from agentgym.envs.travelplanner.evaluator import (
-    evaluate,
-    evaluate_batch,
-    total_cost,
-)
 from agentgym.envs.travelplanner.flight_table import (
     ColumnarFlights,
     flight_cache_dir,
     load_flights,
+)
+from agentgym.envs.travelplanner.judge import (
+    evaluate,
+    evaluate_batch,
+    total_cost,
 )
 from agentgym.envs.travelplanner.loaders import (
     load_database,

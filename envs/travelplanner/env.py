@@ -10,7 +10,7 @@ Two modes, as in the benchmark:
   the plan.
 
 The plan (a JSON list of day records) is judged by the benchmark's evaluator
-(:mod:`agentgym.envs.travelplanner.evaluator`): with the intended ``"strict"`` rules by
+(:mod:`agentgym.envs.travelplanner.judge`): with the intended ``"strict"`` rules by
 default, or with the official script's verdicts (``evaluator="official"``). The chosen
 evaluator's per-check verdicts go into ``info["verdicts"]`` (both evaluators' are under its
 ``"strict"`` and ``"official"`` keys, which is how ``agentgym eval`` reports both metrics)
@@ -40,34 +40,30 @@ import numpy as np
 
 from agentgym.core.env import Evaluation, TextEnv, Transition
 from agentgym.core.parsing import ReActParser
-from agentgym.core.policy import ErrorInjectingExpert
 from agentgym.core.registry import check_choice, renamed_argument
 from agentgym.core.tasks import GeneratedTaskSet, TaskSet
 from agentgym.envs.travelplanner.database import TravelDatabase, get_database
-from agentgym.envs.travelplanner.evaluator import (
+from agentgym.envs.travelplanner.expert import TravelPlannerExpert, expert_plan, plan_cities
+from agentgym.envs.travelplanner.judge import (
     EVALUATORS,
     PlanEvaluation,
     evaluate,
     success_feedback,
     summarize_verdicts,
 )
-from agentgym.envs.travelplanner.planner import ERROR_KINDS, inject_error, plan_trip
 from agentgym.envs.travelplanner.plans import (
     Plan,
     TravelQuery,
-    format_plan,
     parse_plan,
-    split_name_city,
-    travel_cities,
 )
-from agentgym.envs.travelplanner.queries import LEVELS, SPLITS, generate_query
+from agentgym.envs.travelplanner.tasks import LEVELS, SPLITS, generate_query
 from agentgym.envs.travelplanner.tools import (
     TOOL_SIGNATURES,
     TravelTools,
     reference_information,
 )
 
-__all__ = ["TravelPlannerEnv", "TravelPlannerExpert", "condition_on_feedback"]
+__all__ = ["TravelPlannerEnv", "condition_on_feedback"]
 
 MODES = ("two-stage", "sole-planning")
 REWARD_MODES = ("final", "shaped")
@@ -279,8 +275,8 @@ class TravelPlannerEnv(TextEnv):
             return query.reference_information
         if not query.judgeable:
             return "(no reference information was published for this query)"
-        plan = query.annotated_plan or _expert_plan(query, self.database)
-        cities = _plan_cities(plan) if plan else []
+        plan = query.annotated_plan or expert_plan(query, self.database)
+        cities = plan_cities(plan) if plan else []
         if query.visiting_city_number > 1:
             others = [c for c in self.database.cities_in(query.dest) if c not in cities]
             cities += others[: self.extra_reference_cities]
@@ -467,113 +463,7 @@ class TravelPlannerEnv(TextEnv):
         return TravelPlannerExpert(error_rate=error_rate, error_kinds=error_kinds, seed=seed)
 
 
-# ------------------------------------------------------------------------ expert --
-
-
-class TravelPlannerExpert(ErrorInjectingExpert):
-    """Scripted expert: searches for each leg and city, notes them, plans, writes the plan.
-
-    With ``error_rate > 0`` a share of episodes get a plan with one injected error (drawn
-    from the episode's seed by :class:`ErrorInjectingExpert`), giving failed expert
-    trajectories and FAFT negatives.
-    """
-
-    name = "travelplanner-expert"
-    ERROR_KINDS = tuple(ERROR_KINDS)
-
-    def __init__(
-        self, error_rate: float = 0.0, error_kinds: Sequence[str] | None = None, seed: int = 0
-    ) -> None:
-        super().__init__(error_rate=error_rate, error_kinds=error_kinds, seed=seed)
-        self._env: TravelPlannerEnv | None = None
-        self._plan: Plan = []
-        self._script: list[str] = []
-        self._plan_text = "[]"
-
-    def plan_episode(self, env: Any, observation: str, info: Mapping[str, Any]) -> None:
-        unwrapped: TravelPlannerEnv = env.unwrapped
-        self._env = unwrapped
-        query: TravelQuery = unwrapped.task
-        self._write(query.annotated_plan or _expert_plan(query, unwrapped.database) or [])
-
-    def inject_error(self) -> str | None:
-        assert self._env is not None
-        query: TravelQuery = self._env.task
-        if not self._plan:
-            return None
-        for position in self.rng.permutation(len(self.error_kinds)):
-            kind = self.error_kinds[int(position)]
-            # The planner module's inject_error (a function), not this method.
-            broken = inject_error(self._plan, kind, query, self._env.database, self.rng)
-            if broken is not None:
-                self._write(broken)
-                return kind
-        return None
-
-    def _write(self, plan: Plan) -> None:
-        """Use ``plan``: its text, and the searches that find what it contains."""
-        assert self._env is not None
-        self._plan = plan
-        self._plan_text = format_plan(plan)
-        self._script = _search_script(self._env.task, plan, self._env.database)
-
-    def act(self, observation: str, info: Mapping[str, Any]) -> str:
-        if self._env is None or self._env._phase == "plan" or not self._script:
-            return self._plan_text
-        return self._script.pop(0)
-
-
-def _search_script(query: TravelQuery, plan: Plan, db: TravelDatabase) -> list[str]:
-    actions: list[str] = []
-    if query.visiting_city_number > 1 and db.canonical_state(query.dest):
-        actions.append(
-            f"Thought: Which cities does {query.dest} have?\nAction: CitySearch[{query.dest}]"
-        )
-    for day_number, day in enumerate(plan, start=1):
-        leg = travel_cities(str(day.get("current_city", "")))
-        transport = str(day.get("transportation", "-"))
-        if leg is None or transport == "-":
-            continue
-        a, b = leg
-        date = query.date[min(day_number, len(query.date)) - 1]
-        if transport.startswith("Flight"):
-            actions.append(f"Action: FlightSearch[{a}, {b}, {date}]")
-            note = f"Flights from {a} to {b} on {date}"
-        else:
-            mode = "self-driving" if transport.startswith("Self-driving") else "taxi"
-            actions.append(f"Action: GoogleDistanceMatrix[{a}, {b}, {mode}]")
-            note = f"{mode} from {a} to {b}"
-        actions.append(f"Action: NotebookWrite[{note}]")
-    for city in _plan_cities(plan):
-        for tool, what in (
-            ("AccommodationSearch", "Accommodations"),
-            ("RestaurantSearch", "Restaurants"),
-            ("AttractionSearch", "Attractions"),
-        ):
-            actions.append(f"Action: {tool}[{city}]")
-            actions.append(f"Action: NotebookWrite[{what} in {city}]")
-    actions.append(f"Action: Planner[{query.query}]")
-    return actions
-
-
 # ------------------------------------------------------------------------ helpers --
-
-
-def _expert_plan(query: TravelQuery, db: TravelDatabase) -> Plan | None:
-    if not query.judgeable:  # a test-split query: its trip is not published
-        return None
-    trip = plan_trip(query, db)
-    return trip.plan if trip is not None else None
-
-
-def _plan_cities(plan: Plan) -> list[str]:
-    cities: list[str] = []
-    for day in plan:
-        if travel_cities(str(day.get("current_city", ""))) is None:
-            city = split_name_city(f", {day.get('current_city', '')}")[1]
-            if city and city not in cities:
-                cities.append(city)
-    return cities
 
 
 def _notebook_text(entries: Sequence[tuple[str, str]]) -> str:

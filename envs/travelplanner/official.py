@@ -31,7 +31,7 @@ run would have stopped there.
 
 Example:
     >>> from agentgym.envs.travelplanner.database import get_database
-    >>> from agentgym.envs.travelplanner.queries import generate_query
+    >>> from agentgym.envs.travelplanner.tasks import generate_query
     >>> db = get_database("small")
     >>> query = generate_query(db, index=0, split="validation")
     >>> verdicts, cost = official_verdicts(query, query.annotated_plan, db)
@@ -560,7 +560,7 @@ def official_verdicts(
     where the script cannot price the plan). Hard checks are judged only when the sandbox
     and completeness checks pass, as in the script.
     """
-    from agentgym.envs.travelplanner.evaluator import Verdict
+    from agentgym.envs.travelplanner.judge import Verdict
 
     records = list(plan[: query.days])
     verdicts: dict[str, Verdict] = {}

@@ -14,7 +14,7 @@ tests and FAFT negatives).
 
 Example:
     >>> from agentgym.envs.travelplanner.database import get_database
-    >>> from agentgym.envs.travelplanner.queries import generate_query
+    >>> from agentgym.envs.travelplanner.tasks import generate_query
     >>> db = get_database("small")
     >>> query = generate_query(db, index=3, split="train")
     >>> trip = plan_trip(query, db)
@@ -280,7 +280,7 @@ def _write_plan(
 
 def plan_trip(query: TravelQuery, db: TravelDatabase) -> Trip | None:
     """The cheapest plan the search finds for ``query`` (budget ignored), or ``None``."""
-    from agentgym.envs.travelplanner.evaluator import total_cost
+    from agentgym.envs.travelplanner.judge import total_cost
 
     count = query.visiting_city_number
     if query.days != 2 * count + 1 or len(query.date) < query.days:

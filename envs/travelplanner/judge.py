@@ -22,7 +22,7 @@ every difference.
 
 Example:
     >>> from agentgym.envs.travelplanner.database import get_database
-    >>> from agentgym.envs.travelplanner.queries import generate_query
+    >>> from agentgym.envs.travelplanner.tasks import generate_query
     >>> db = get_database("small")
     >>> query = generate_query(db, index=0, split="validation")
     >>> result = evaluate(query, query.annotated_plan, db)
