@@ -141,8 +141,19 @@ def test_pool_generates_in_prompt_order_like_a_local_engine(pool) -> None:
     assert [c[0].token_ids for c in pool.generate(prompts, sampled)] == [
         c[0].token_ids for c in first
     ]
+    # Per-prompt seeds: the split batch samples what one local engine samples.
+    expected = local.generate(prompts, sampled)
+    assert [c[0].token_ids for c in first] == [c[0].token_ids for c in expected]
     placements = {p["pid"] for p in pool.placement}
     assert len(placements) == 2  # two actor processes
+
+
+@pytest.mark.slow
+def test_replicas_the_cluster_cannot_place_are_refused_at_once(pool) -> None:
+    from agentgym.distributed import RayEnginePool
+
+    with pytest.raises(RuntimeError, match=r"need 2 CPUs .* has 0 CPUs"):
+        RayEnginePool("hf", {"model": TINY}, replicas=2)
 
 
 @pytest.mark.slow
@@ -173,6 +184,7 @@ def test_environments_in_actors_give_the_local_trajectories(cluster) -> None:
         local_runs, remote_runs = remote.run(specs)
     finally:
         workers.close()
+
     def content(trajectory):
         return {k: v for k, v in trajectory.to_dict().items() if k != "created_at"}
 
@@ -215,3 +227,34 @@ def test_remote_environment_errors_are_the_environments_own(cluster) -> None:
             workers.make("agentgym/Calculator-v0", {"no_such_argument": 1})
     finally:
         workers.close()
+
+
+@pytest.mark.slow
+def test_a_vllm_replica_generates_and_takes_broadcast_weights(cluster) -> None:
+    """One vLLM replica (two would be two vLLM engines at once on a small CI machine)."""
+    pytest.importorskip("vllm")
+    from transformers import AutoModelForCausalLM
+
+    from agentgym.distributed import RayEnginePool
+    from agentgym.trainers.sync import WeightSyncError, verify_weight_sync
+
+    # No CPU reserved: the module's HF pool holds both of the cluster's CPUs.
+    engine = RayEnginePool("vllm", {"model": TINY, "kv_cache_space_gb": 1, "max_model_len": 512},
+                           replicas=1, replica_cpus=0, weight_chunk_mb=1)  # fmt: skip
+    try:
+        model = AutoModelForCausalLM.from_pretrained(resolve_model(TINY))
+        sampled = SamplingParams(temperature=1.0, max_tokens=5, prompt_seeds=(3, 4))
+        first = engine.generate([[1, 2, 3], [4, 5]], sampled)
+        assert [c[0].token_ids for c in engine.generate([[1, 2, 3], [4, 5]], sampled)] == [
+            c[0].token_ids for c in first
+        ]
+        assert verify_weight_sync(engine, model, engine.tokenizer)["replicas"] == 1
+        with torch.no_grad():
+            for parameter in model.parameters():
+                parameter.mul_(1.5)
+        with pytest.raises(WeightSyncError):
+            verify_weight_sync(engine, model, engine.tokenizer)
+        engine.update_weights(model)
+        assert verify_weight_sync(engine, model, engine.tokenizer)["max_abs_diff"] < 1e-3
+    finally:
+        engine.close()

@@ -13,11 +13,9 @@ object store once and read by every replica, which loads the full set into its e
 when the last piece has arrived. :meth:`RayEnginePool.replicas` gives one engine view per
 replica, so :func:`~agentgym.trainers.sync.verify_weight_sync` probes every replica.
 
-Samples: per-prompt seeds travel with each part, so an engine whose samples follow
-per-prompt seeds (vLLM) gives the same completions with one replica or many. The HF engine
-draws a whole batch from one stream seeded by all its prompts' seeds, so its samples depend
-on how a call is split (reproducible for a fixed number of replicas); greedy decoding is
-the same either way.
+Samples: per-prompt seeds travel with each part, and both vLLM and the HF engine sample
+each prompt from a stream seeded by its own seed, so a call gives the same completions with
+one replica or many (up to the rounding of different batch shapes).
 
 Example:
     >>> split_evenly(7, 3)
@@ -195,6 +193,17 @@ class RayEnginePool(Engine):
         self._tokenizer = tokenizer
         self._lock = threading.Lock()
         self._busy = [0] * replicas  # prompts in flight per replica
+        free = ray.available_resources()
+        cpus, gpus = replicas * replica_cpus, replicas * replica_gpus
+        if cpus > free.get("CPU", 0) + 1e-9 or gpus > free.get("GPU", 0) + 1e-9:
+            # Ray would wait for the resources forever: say what is missing instead.
+            raise RuntimeError(
+                f"{replicas} {engine_name} replicas need {cpus:g} CPUs and {gpus:g} GPUs, but "
+                f"the Ray cluster has {free.get('CPU', 0):g} CPUs and {free.get('GPU', 0):g} "
+                "GPUs free. Lower distributed.replicas, distributed.replica_cpus or "
+                "distributed.replica_gpus, or give the cluster more (distributed.num_cpus, "
+                "more nodes)."
+            )
         actor_class = ray.remote(EngineReplica)
         started = time.perf_counter()
         self._actors = [
