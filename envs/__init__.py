@@ -1,6 +1,11 @@
 """agentgym's environments, installed as ``agentgym.envs``.
 
-Each environment lives in its own module and is registered here, once, by a versioned id.
+Each environment is a package with the same parts: ``env.py`` (the ``gymnasium.Env``),
+``tasks.py`` (the task type and generator or selection), ``expert.py`` (the scripted
+expert; tool environments built on :class:`~agentgym.ToolEnv` use its ground-truth
+expert), ``judge.py`` (the checks behind reward and ``verdicts``), ``loaders.py`` (reading
+published data, where there is any), and ``__init__`` exporting the environment and its
+expert. Each is registered here, once, by a versioned id.
 Entry points are import paths, so ``import agentgym`` stays fast: an environment's module
 (and its data) loads on the first ``gymnasium.make`` of that id.
 """
