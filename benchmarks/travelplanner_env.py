@@ -29,7 +29,8 @@ import gymnasium as gym
 import numpy as np
 
 import agentgym  # noqa: F401  (registers the environments)
-from agentgym.envs.travelplanner.database import generate_database, get_database
+from agentgym.envs.travelplanner.database import get_database
+from agentgym.envs.travelplanner.generator import generate_database
 from agentgym.envs.travelplanner.judge import evaluate
 from agentgym.envs.travelplanner.planner import ERROR_KINDS, inject_error
 from agentgym.envs.travelplanner.tasks import generate_query

@@ -55,7 +55,7 @@ def write_flights_csv(path: Path, rows: int, seed: int = 0, chunk: int = 200_000
     Cities are the generated database's 261 real US city names; each row is a flight on a
     day of March 2022 between two of them, priced and timed by a made-up distance.
     """
-    from agentgym.envs.travelplanner.database import US_STATES
+    from agentgym.envs.travelplanner.vocabulary import US_STATES
 
     cities = np.array([city for _, _, names in US_STATES.values() for city in names])
     rng = np.random.default_rng(seed)

@@ -19,10 +19,10 @@ from agentgym.envs.travelplanner.database import (
     CUISINES,
     HOUSE_RULES,
     ROOM_TYPES,
-    generate_database,
     get_database,
 )
 from agentgym.envs.travelplanner.env import condition_on_feedback
+from agentgym.envs.travelplanner.generator import generate_database
 from agentgym.envs.travelplanner.judge import (
     COMMONSENSE_CHECKS,
     HARD_CHECKS,

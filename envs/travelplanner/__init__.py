@@ -14,7 +14,8 @@ Parts:
 * :mod:`~agentgym.envs.travelplanner.loaders`: the benchmark's database and query files.
 * :mod:`~agentgym.envs.travelplanner.database`, :mod:`~agentgym.envs.travelplanner.tools`,
   :mod:`~agentgym.envs.travelplanner.plans`: the travel database, the tools over it, and
-  the plan format.
+  the plan format; :mod:`~agentgym.envs.travelplanner.generator` (with
+  :mod:`~agentgym.envs.travelplanner.vocabulary`) generates databases.
 """
 
 from agentgym.envs.travelplanner.env import TravelPlannerEnv
