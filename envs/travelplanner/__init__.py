@@ -8,9 +8,11 @@ Parts:
 * :mod:`~agentgym.envs.travelplanner.expert`: the scripted expert :class:`TravelPlannerExpert`;
   :mod:`~agentgym.envs.travelplanner.planner`: the trip planner it uses and its error
   injection.
-* :mod:`~agentgym.envs.travelplanner.judge`: the benchmark's commonsense and hard-constraint
-  checks (``evaluator="strict"``); :mod:`~agentgym.envs.travelplanner.official`: the official
-  script's verdicts (``evaluator="official"``).
+* :mod:`~agentgym.envs.travelplanner.judge`: judging a plan and the benchmark's metrics,
+  with the commonsense and hard constraints of
+  :mod:`~agentgym.envs.travelplanner.constraints` (``evaluator="strict"``) or the official
+  script's verdicts of :mod:`~agentgym.envs.travelplanner.official`
+  (``evaluator="official"``).
 * :mod:`~agentgym.envs.travelplanner.loaders`: the benchmark's database and query files.
 * :mod:`~agentgym.envs.travelplanner.database`, :mod:`~agentgym.envs.travelplanner.tools`,
   :mod:`~agentgym.envs.travelplanner.plans`: the travel database, the tools over it, and
