@@ -32,19 +32,23 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import dataclasses
-import difflib
 import enum
 import inspect
 import json
-import math
 import re
-import types
-import typing
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
+from typing import Any, get_args, get_type_hints
 
 from agentgym.core.parsing import ToolCall
+from agentgym.core.tool_schema import (
+    check_value,
+    coerce_text,
+    did_you_mean,
+    is_tuple,
+    parse_docstring,
+    schema_for,
+)
 
 __all__ = [
     "State",
@@ -103,241 +107,6 @@ class ToolResult:
 
 
 # --------------------------------------------------------------------------------------
-# Schema derivation
-# --------------------------------------------------------------------------------------
-
-_ARGS_HEADER = re.compile(r"^\s*(Args|Arguments|Parameters)\s*:\s*$")
-_SECTION_HEADER = re.compile(r"^\s*[A-Z][A-Za-z ]*:\s*$")
-_ARG_LINE = re.compile(r"^(\s*)(\*{0,2}\w+)\s*(?:\(([^)]*)\))?\s*:\s*(.*)$")
-_RETURNS_HEADER = re.compile(r"^\s*(Returns|Yields)\s*:\s*$")
-
-
-def _parse_docstring(doc: str) -> tuple[str, dict[str, str], str]:
-    """Split a Google-style docstring into (description, {arg: text}, returns text)."""
-    lines = inspect.cleandoc(doc).splitlines() if doc else []
-    description: list[str] = []
-    arg_docs: dict[str, str] = {}
-    returns: list[str] = []
-    section = "description"
-    current: str | None = None
-    arg_indent: int | None = None
-    for line in lines:
-        if _ARGS_HEADER.match(line):
-            section, current, arg_indent = "args", None, None
-            continue
-        if _RETURNS_HEADER.match(line):
-            section = "returns"
-            continue
-        if _SECTION_HEADER.match(line) and section != "description":
-            section = "other"
-            continue
-        if section == "description":
-            if _SECTION_HEADER.match(line):
-                section = "other"
-                continue
-            description.append(line)
-        elif section == "args":
-            match = _ARG_LINE.match(line)
-            indent = len(line) - len(line.lstrip())
-            if match and (arg_indent is None or indent <= arg_indent):
-                arg_indent = indent
-                current = match.group(2).lstrip("*")
-                arg_docs[current] = match.group(4).strip()
-            elif current is not None and line.strip():
-                arg_docs[current] = f"{arg_docs[current]} {line.strip()}".strip()
-        elif section == "returns" and line.strip():
-            returns.append(line.strip())
-    # The description is the text up to the first blank line after content: the summary
-    # plus any following paragraph before the sections.
-    text = "\n".join(description).strip()
-    return text, arg_docs, " ".join(returns)
-
-
-def _json_type_name(value: Any) -> str:
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, int):
-        return "integer"
-    if isinstance(value, float):
-        return "number"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, list | tuple):
-        return "array"
-    if isinstance(value, dict):
-        return "object"
-    if value is None:
-        return "null"
-    return type(value).__name__
-
-
-def _schema_for(annotation: Any, where: str) -> dict[str, Any]:
-    """JSON schema for one type annotation; raises TypeError for unsupported types."""
-    origin = get_origin(annotation)
-    args = get_args(annotation)
-    if annotation is str:
-        return {"type": "string"}
-    if annotation is bool:
-        return {"type": "boolean"}
-    if annotation is int:
-        return {"type": "integer"}
-    if annotation is float:
-        return {"type": "number"}
-    if annotation is Any:
-        return {}
-    if annotation in (list, tuple, Sequence):
-        return {"type": "array"}
-    if annotation in (dict, Mapping):
-        return {"type": "object"}
-    if isinstance(annotation, type) and issubclass(annotation, enum.Enum):
-        values = [member.value for member in annotation]
-        return {"type": _json_type_name(values[0]), "enum": values}
-    if origin is Literal:
-        values = list(args)
-        kinds = {_json_type_name(v) for v in values}
-        schema: dict[str, Any] = {"enum": values}
-        if len(kinds) == 1:
-            schema = {"type": kinds.pop(), "enum": values}
-        return schema
-    if origin in (Union, types.UnionType):
-        members = [a for a in args if a is not type(None)]
-        if len(members) == 1:
-            return _schema_for(members[0], where)
-        return {"anyOf": [_schema_for(m, where) for m in members]}
-    if origin is tuple and args and args[-1] is not Ellipsis and args != ((),):
-        # A fixed-length tuple: the length is part of the type (tuple[int, int] is a pair).
-        schema = {"type": "array", "minItems": len(args), "maxItems": len(args)}
-        if len(set(args)) == 1:
-            schema["items"] = _schema_for(args[0], where)
-        else:
-            schema["prefixItems"] = [_schema_for(a, where) for a in args]
-        return schema
-    if origin in (list, tuple, Sequence, typing.Sequence) or origin is Iterable:
-        item_types = [a for a in args if a is not Ellipsis]
-        schema = {"type": "array"}
-        if len(set(item_types)) == 1:
-            schema["items"] = _schema_for(item_types[0], where)
-        return schema
-    if origin in (dict, Mapping, typing.Mapping):
-        schema = {"type": "object"}
-        if len(args) == 2 and args[1] is not Any:
-            schema["additionalProperties"] = _schema_for(args[1], where)
-        return schema
-    raise TypeError(
-        f"{where}: unsupported type annotation {annotation!r}. Use str, int, float, bool, "
-        "list[...], dict[str, ...], Literal[...], an Enum, or X | None."
-    )
-
-
-# --------------------------------------------------------------------------------------
-# Validation
-# --------------------------------------------------------------------------------------
-
-
-def _is_tuple(annotation: Any) -> bool:
-    """``tuple``, ``tuple[...]`` or an optional one (the tool receives a tuple, not a list)."""
-    if get_origin(annotation) in (Union, types.UnionType):
-        return any(_is_tuple(member) for member in get_args(annotation))
-    return annotation is tuple or get_origin(annotation) is tuple
-
-
-def _check_value(value: Any, schema: Mapping[str, Any], path: str) -> str | None:
-    """Return an error text when ``value`` does not match ``schema`` (a JSON-schema subset)."""
-    if isinstance(value, float) and not math.isfinite(value):
-        # JSON has no NaN or infinity (1e999 parses to inf): refused whatever the type.
-        return f"'{path}' must be a finite number, got {value!r}"
-    if "anyOf" in schema:
-        if any(_check_value(value, option, path) is None for option in schema["anyOf"]):
-            return None
-        return f"'{path}' has the wrong type ({_json_type_name(value)} {_short(value)})"
-    expected = schema.get("type")
-    if expected is not None and not _type_matches(value, expected):
-        return (
-            f"'{path}' must be {_article(expected)}, got {_json_type_name(value)} {_short(value)}"
-        )
-    if "enum" in schema and value not in schema["enum"]:
-        options = ", ".join(json.dumps(v, ensure_ascii=False) for v in schema["enum"])
-        return f"'{path}' must be one of {options}; got {_short(value)}"
-    if expected == "array" and not schema.get("minItems", 0) <= len(value) <= schema.get(
-        "maxItems", len(value)
-    ):
-        size = schema["minItems"] if schema.get("minItems") == schema.get("maxItems") else None
-        wanted = f"exactly {size}" if size is not None else "a different number of"
-        return f"'{path}' must have {wanted} items, got {len(value)}"
-    if expected == "array" and "prefixItems" in schema:
-        # The lengths are equal here: min/maxItems were checked above.
-        for index, (item, item_schema) in enumerate(zip(value, schema["prefixItems"], strict=True)):
-            error = _check_value(item, item_schema, f"{path}[{index}]")
-            if error:
-                return error
-    if expected == "array" and "items" in schema:
-        for index, item in enumerate(value):
-            error = _check_value(item, schema["items"], f"{path}[{index}]")
-            if error:
-                return error
-    if expected == "object" and isinstance(schema.get("additionalProperties"), Mapping):
-        for key, item in value.items():
-            error = _check_value(item, schema["additionalProperties"], f"{path}.{key}")
-            if error:
-                return error
-    return None
-
-
-def _type_matches(value: Any, expected: str) -> bool:
-    # bool is a subclass of int in Python but not an integer in JSON schema.
-    if expected == "string":
-        return isinstance(value, str)
-    if expected == "integer":
-        return isinstance(value, int) and not isinstance(value, bool)
-    if expected == "number":
-        return isinstance(value, int | float) and not isinstance(value, bool)
-    if expected == "boolean":
-        return isinstance(value, bool)
-    if expected == "array":
-        return isinstance(value, list | tuple)
-    if expected == "object":
-        return isinstance(value, dict)
-    if expected == "null":
-        return value is None
-    return True
-
-
-def _article(type_name: str) -> str:
-    return f"an {type_name}" if type_name[0] in "aeiou" else f"a {type_name}"
-
-
-def _short(value: Any, limit: int = 40) -> str:
-    try:
-        text = repr(value)
-    except Exception:  # e.g. an int too long to convert to text
-        text = f"<{type(value).__name__}>"
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-def _coerce_text(text: str, schema: Mapping[str, Any]) -> Any:
-    """Best-effort conversion of a ReAct text argument to the declared JSON type."""
-    expected = schema.get("type")
-    stripped = text.strip()
-    try:
-        if expected == "integer":
-            return int(stripped)
-        if expected == "number":
-            return float(stripped)
-        if expected == "boolean" and stripped.lower() in ("true", "false"):
-            return stripped.lower() == "true"
-        if expected in ("array", "object"):
-            return json.loads(stripped)
-    except (ValueError, json.JSONDecodeError):
-        return stripped
-    return stripped
-
-
-def _did_you_mean(name: str, options: Iterable[str]) -> str:
-    close = difflib.get_close_matches(name, list(options), n=1)
-    return f" Did you mean '{close[0]}'?" if close else ""
-
-
-# --------------------------------------------------------------------------------------
 # Tool
 # --------------------------------------------------------------------------------------
 
@@ -370,7 +139,7 @@ class Tool:
                 f"Tool name {self.name!r} is not valid: use letters, digits, '_', '.', '-' "
                 "(at most 64 characters, not starting with a digit)."
             )
-        doc_description, arg_docs, returns = _parse_docstring(function.__doc__ or "")
+        doc_description, arg_docs, returns = parse_docstring(function.__doc__ or "")
         self.description = description if description is not None else doc_description
         self.returns = returns
         self._bound_self: Any = None
@@ -405,7 +174,7 @@ class Tool:
                     f"{where}: parameter '{pname}' has no type annotation; annotate it "
                     f"(e.g. `{pname}: str`) so its JSON schema can be derived."
                 )
-            schema = dict(_schema_for(annotation, f"{where}, parameter '{pname}'"))
+            schema = dict(schema_for(annotation, f"{where}, parameter '{pname}'"))
             if arg_docs.get(pname):
                 schema["description"] = arg_docs[pname]
             if param.default is inspect.Parameter.empty:
@@ -431,7 +200,7 @@ class Tool:
         self._nullable = frozenset(
             pname for pname in properties if type(None) in get_args(hints[pname])
         )
-        self._tuple_parameters = tuple(pname for pname in properties if _is_tuple(hints[pname]))
+        self._tuple_parameters = tuple(pname for pname in properties if is_tuple(hints[pname]))
         self._enum_types: dict[str, type[enum.Enum]] = {}
         for pname in properties:
             members = [a for a in get_args(hints[pname]) if a is not type(None)]
@@ -510,13 +279,13 @@ class Tool:
         ]
         for name, value in arguments.items():
             if name not in properties:
-                hint = _did_you_mean(name, properties)
+                hint = did_you_mean(name, properties)
                 valid = ", ".join(properties) or "(none)"
                 problems.append(f"unknown argument '{name}'.{hint} Valid: {valid}")
                 continue
             if value is None and name in self._nullable:
                 continue
-            error = _check_value(value, properties[name], name)
+            error = check_value(value, properties[name], name)
             if error:
                 problems.append(error)
         return problems
@@ -539,7 +308,7 @@ class Tool:
         )
         properties = self.parameters["properties"]
         return {
-            name: _coerce_text(piece, properties[name])
+            name: coerce_text(piece, properties[name])
             for name, piece in zip(names, pieces, strict=False)
             if piece != "" or name in self.parameters["required"]
         }
@@ -702,7 +471,7 @@ class ToolSet(Mapping[str, Tool]):
         return ToolResult(
             ok=False,
             content=(
-                f"Error: unknown tool '{name}'.{_did_you_mean(name, self._tools)} "
+                f"Error: unknown tool '{name}'.{did_you_mean(name, self._tools)} "
                 f"Available tools: {available}"
             ),
             error_kind="unknown_tool",

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from agentgym.core.parsing import ToolCall
-from agentgym.core.tools import _check_value
+from agentgym.core.tool_schema import check_value
 from agentgym.envs.bfcl.loaders import _FUNCTIONS, FunctionInfo
 
 __all__ = ["CallOutcome", "execute_call", "format_result", "validate_arguments"]
@@ -134,12 +134,12 @@ def validate_arguments(
         if name == "ticket_id" and info.name in _ALSO_STRING and isinstance(value, str):
             continue
         schema = properties[name]
-        error = _check_value(value, schema, name)
+        error = check_value(value, schema, name)
         if error is None and isinstance(value, dict) and isinstance(schema.get("properties"), dict):
             for key, item in value.items():
                 sub = schema["properties"].get(key)
                 if sub is not None and item is not None:
-                    error = _check_value(item, sub, f"{name}.{key}")
+                    error = check_value(item, sub, f"{name}.{key}")
                     if error:
                         break
         if error:

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from agentgym.core.parsing import ToolCall
-from agentgym.core.tools import _short
+from agentgym.core.tool_schema import short_repr
 from agentgym.envs.bfcl.execution import execute_call
 from agentgym.envs.bfcl.loaders import _FUNCTIONS, fresh_backends
 from agentgym.envs.bfcl.tasks import BFCLTask
@@ -62,7 +62,7 @@ def _first_difference(got: Any, expected: Any, path: str, depth: int = 0) -> str
         # The file system's directories: compare their entries by name.
         return _first_difference(got.contents, expected.contents, path, depth + 1)
     if isinstance(got, int | float | str | bool) and isinstance(expected, int | float | str | bool):
-        return f"{path} is {_short(got)}, expected {_short(expected)}"
+        return f"{path} is {short_repr(got)}, expected {short_repr(expected)}"
     return path
 
 
