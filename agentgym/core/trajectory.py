@@ -511,22 +511,10 @@ class TrajectoryStore:
         (``steps``, ``env_kwargs``, ``verdicts``, ``metadata``) JSON strings, so that rows
         whose dicts have different keys never break Arrow's schema inference.
         """
-        import datasets  # imported lazily: it takes seconds to import
-        import pyarrow as pa
+        # Imported here: the conversion imports ``datasets``, which takes seconds.
+        from agentgym.core.trajectory_dataset import trajectories_to_dataset
 
-        features = _dataset_features()
-        schema = features.arrow_schema
-        # Convert in chunks so memory holds Arrow data, not every row as Python objects.
-        tables: list[pa.Table] = []
-        rows: list[dict[str, Any]] = []
-        for trajectory in self:
-            rows.append(_dataset_row(trajectory))
-            if len(rows) >= 1024:
-                tables.append(pa.Table.from_pylist(rows, schema=schema))
-                rows = []
-        tables.append(pa.Table.from_pylist(rows, schema=schema))
-        table = pa.concat_tables(tables)
-        return datasets.Dataset(table, info=datasets.DatasetInfo(features=features))
+        return trajectories_to_dataset(self)
 
     # ----------------------------------------------------------------- lifecycle
 
@@ -552,55 +540,3 @@ class TrajectoryStore:
         mode = "readonly" if self._readonly else "writable"
         state = "closed" if self._closed else mode
         return f"TrajectoryStore({str(self._path)!r}, {len(self)} trajectories, {state})"
-
-
-_SCALAR_COLUMNS: dict[str, str] = {
-    "id": "string",
-    "env_id": "string",
-    "task_id": "string",
-    "policy": "string",
-    "iteration": "int64",
-    "parent_id": "string",
-    "restart_step": "int64",
-    "reward": "float64",
-    "success": "bool",
-    "terminated": "bool",
-    "truncated": "bool",
-    "truncation_reason": "string",
-    "episode_seed": "int64",
-    "num_steps": "int64",
-    "feedback": "string",
-    "error": "string",
-    "created_at": "float64",
-}
-_JSON_COLUMNS = ("steps", "env_kwargs", "verdicts", "metadata")
-
-
-def _dataset_features() -> datasets.Features:
-    import datasets
-
-    features: dict[str, Any] = {
-        name: datasets.Value(dtype) for name, dtype in _SCALAR_COLUMNS.items()
-    }
-    features["messages"] = datasets.List(
-        {
-            "role": datasets.Value("string"),
-            "content": datasets.Value("string"),
-            "trainable": datasets.Value("bool"),
-        }
-    )
-    for name in _JSON_COLUMNS:
-        features[name] = datasets.Value("string")
-    return datasets.Features(features)
-
-
-def _dataset_row(trajectory: Trajectory) -> dict[str, Any]:
-    row: dict[str, Any] = {name: getattr(trajectory, name) for name in _SCALAR_COLUMNS}
-    row["messages"] = [
-        {"role": message.role, "content": message.content, "trainable": message.trainable}
-        for message in trajectory.messages
-    ]
-    row["steps"] = json.dumps([step.to_dict() for step in trajectory.steps], ensure_ascii=False)
-    for name in ("env_kwargs", "verdicts", "metadata"):
-        row[name] = json.dumps(getattr(trajectory, name), ensure_ascii=False)
-    return row
