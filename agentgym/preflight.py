@@ -29,7 +29,6 @@ Valid: critic, critique, eef, envtune, faft, grpo, leti, rft, sft
 from __future__ import annotations
 
 import difflib
-import fcntl
 import os
 import re
 import tempfile
@@ -39,6 +38,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
+from agentgym.core.durable import FileLock, LockHeldError, write_atomic
 
 __all__ = [
     "RESUMABLE_KEYS",
@@ -173,19 +174,17 @@ def _writable(directory: Path) -> bool:
 
 
 def _locked(lock: Path) -> bool:
-    """Whether another process holds the writer's ``flock`` on ``lock`` (released at once)."""
+    """Whether another process holds the writer's lock on ``lock`` (released at once)."""
     if not lock.exists():
         return False
+    probe = FileLock(lock)
     try:
-        fd = os.open(lock, os.O_RDONLY)
-    except OSError:
-        return False
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
+        probe.acquire(blocking=False)
+    except LockHeldError:
         return True
-    finally:
-        os.close(fd)  # closing releases a lock taken here
+    except OSError:  # cannot even open it: the run directory check reports what is wrong
+        return False
+    probe.release()
     return False
 
 
@@ -273,11 +272,8 @@ def check_run_dir(
 def store_run_config(path: str | os.PathLike[str], config: Mapping[str, Any]) -> None:
     """Keep a rollout/eval run's config in its directory (first run only), for resumes."""
     target = Path(path) / RUN_CONFIG
-    if target.exists():
-        return
-    temporary = target.with_name(f".{RUN_CONFIG}.tmp-{os.getpid()}")
-    temporary.write_text(yaml.safe_dump(dict(config), sort_keys=False, allow_unicode=True))
-    os.replace(temporary, target)
+    if not target.exists():
+        write_atomic(target, yaml.safe_dump(dict(config), sort_keys=False, allow_unicode=True))
 
 
 # ------------------------------------------------------------------------- the command line
