@@ -287,6 +287,26 @@ _NO_PREFLIGHT = {
 }  # fmt: skip
 
 
+def _check_grammar(overrides: Sequence[str]) -> None:
+    """Name the override Hydra cannot parse (its own message does not say which one)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import OverrideParseException
+
+    parser = OverridesParser.create()
+    for override in overrides:
+        if override.startswith("-"):
+            continue
+        try:
+            parser.parse_overrides([override])
+        except OverrideParseException as exc:
+            reason = str(exc).strip().splitlines()[0]
+            raise UsageError(
+                f"cannot read the override {override.lstrip('+')!r}: {reason}. Quote values "
+                "with special characters, e.g. key='a value' (https://hydra.cc/docs/1.2/"
+                "advanced/override_grammar/basic)"
+            ) from None
+
+
 def check_command_line(command: str, config_name: str, overrides: Sequence[str]) -> None:
     """Compose the config as Hydra will and check it (:func:`agentgym.commands.check_config`).
 
@@ -302,6 +322,7 @@ def check_command_line(command: str, config_name: str, overrides: Sequence[str])
     from agentgym.commands import check_config
     from agentgym.config import ConfigError
 
+    _check_grammar(overrides)
     try:
         with initialize_config_module("agentgym.configs", version_base="1.3"):
             cfg = compose(config_name, overrides=list(overrides))
