@@ -70,6 +70,11 @@ _FLAGS_WITH_VALUE = {
     "--cfg", "-c", "--package", "-p", "--config-path", "-cp", "--config-name", "-cn",
     "--config-dir", "-cd", "--experimental-rerun",
 }  # fmt: skip
+# Hydra's modes, of which one command line may use one (flag -> mode).
+_EXCLUSIVE_MODES = {
+    "--run": "run", "-r": "run", "--multirun": "multirun", "-m": "multirun", "--cfg": "cfg",
+    "-c": "cfg", "--info": "info", "-i": "info", "--shell-completion": "sc", "-sc": "sc",
+}  # fmt: skip
 # A value that needs no quoting in Hydra's override grammar.
 _BARE_VALUE = re.compile(r"[\w./~:@+-]+")
 
@@ -111,6 +116,12 @@ def rewrite_overrides(command: str, argv: Sequence[str]) -> list[str]:
     Raises:
         UsageError: A ``group=option`` override names no option of the group.
     """
+    modes = [a for a in argv if a in _EXCLUSIVE_MODES]
+    if len({_EXCLUSIVE_MODES[a] for a in modes}) > 1:
+        raise UsageError(
+            f"{' and '.join(modes)} cannot be combined: pass one of --run, --multirun (-m), "
+            "--cfg (-c), --info (-i), --shell-completion (-sc)"
+        )
     groups = config_groups()
     rewritten: list[str] = []
     takes_value = False

@@ -127,6 +127,7 @@ def test_a_wrong_type_on_the_command_line_is_one_line_with_exit_code_2(tmp_path:
         (("train", "training.lora.rank=big"), "training.lora.rank='big': expected int, got str"),
         (("eval", "episodes=5000"), "episodes=5000 but split 'test' has only 1000 tasks"),
         (("rollout", "env.kwargs.domains=[a,b"), "cannot read the override 'env.kwargs.doma"),
+        (("rollout", "-m", "--cfg", "job"), "-m and --cfg cannot be combined: pass one of"),
     ],
 )
 def test_command_line_mistakes(
