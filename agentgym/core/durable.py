@@ -341,11 +341,12 @@ class FileLock:
     The lock is held until :meth:`release` (or the end of the ``with`` block, which
     acquires blocking). Two ``FileLock`` objects on the same path exclude each other even
     within one process, since each opens its own file description. The descriptor is not
-    inherited by child processes.
+    inherited by child processes. ``mode``: the lock file's permission bits if it is created.
     """
 
-    def __init__(self, path: str | os.PathLike) -> None:
+    def __init__(self, path: str | os.PathLike, *, mode: int = 0o644) -> None:
         self.path = Path(path)
+        self._mode = mode
         self._fd: int | None = None
 
     @property
@@ -361,7 +362,7 @@ class FileLock:
         if self._fd is not None:
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, self._mode)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
         except BlockingIOError:

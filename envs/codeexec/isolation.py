@@ -38,7 +38,7 @@ from agentgym.envs.codeexec.resources import (
     kill_uid,
     lease_uids,
     processes_of,
-    release_fds,
+    release_leases,
     remove_tree,
     warn_once,
 )
@@ -56,7 +56,7 @@ __all__ = [
     "lease_uids",
     "minimal_env",
     "processes_of",
-    "release_fds",
+    "release_leases",
     "remove_tree",
     "warn_once",
 ]
@@ -336,7 +336,7 @@ def detect_protections(uid_base: int = 64_000) -> Capabilities:
     if root:
         (uid,), leases = lease_uids(1, uid_base)
     with contextlib.ExitStack() as stack:
-        stack.callback(release_fds, leases)
+        stack.callback(release_leases, leases)
         workdir = stack.enter_context(tempfile.TemporaryDirectory(prefix="agentgym-probe-"))
         # Prefer an interpreter the unprivileged uid can run; else run as ourselves.
         for probe_uid in (uid, None) if root else (None,):

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import fcntl
 import itertools
 import logging
 import math
@@ -22,6 +21,7 @@ import threading
 import time
 from collections.abc import Collection, Iterator
 
+from agentgym.core.durable import FileLock, LockHeldError
 from agentgym.envs.codeexec.limits import Limits
 
 __all__ = [
@@ -29,7 +29,7 @@ __all__ = [
     "kill_uid",
     "lease_uids",
     "processes_of",
-    "release_fds",
+    "release_leases",
     "remove_tree",
     "warn_once",
 ]
@@ -131,44 +131,41 @@ _LEASE_DIR = os.path.join(tempfile.gettempdir(), "agentgym-sandbox-uids")
 _LAST_UID = 65_533  # 65534 is "nobody", 65535 the overflow uid
 
 
-def lease_uids(count: int, uid_base: int) -> tuple[list[int], list[int]]:
+def lease_uids(count: int, uid_base: int) -> tuple[list[int], list[FileLock]]:
     """``count`` uids from ``uid_base`` up that no other sandbox (in any process) holds.
 
-    A uid is held through an exclusive ``flock`` on a file named after it; the lock lives
-    as long as the returned file descriptors (close them to release). So two sandboxes
-    never share a uid, and killing "every process of my uid" never hits someone else's.
+    A uid is held through an exclusive lock (:class:`~agentgym.core.durable.FileLock`) on a
+    file named after it, for as long as the returned leases are held (release them with
+    :func:`release_leases`). So two sandboxes never share a uid, and killing "every process
+    of my uid" never hits someone else's.
     """
     os.makedirs(_LEASE_DIR, mode=0o755, exist_ok=True)
     uids: list[int] = []
-    fds: list[int] = []
+    leases: list[FileLock] = []
     for uid in range(uid_base, _LAST_UID + 1):
         if len(uids) == count:
             break
-        fd = os.open(
-            os.path.join(_LEASE_DIR, str(uid)), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600
-        )
+        lease = FileLock(os.path.join(_LEASE_DIR, str(uid)), mode=0o600)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            os.close(fd)
+            lease.acquire(blocking=False)
+        except LockHeldError:
             continue
         uids.append(uid)
-        fds.append(fd)
+        leases.append(lease)
     if len(uids) < count:
-        release_fds(fds)
+        release_leases(leases)
         raise RuntimeError(
             f"Only {len(uids)} free sandbox uids in [{uid_base}, {_LAST_UID}] for {count} "
             "slots: lower max_concurrency or close other sandboxes."
         )
-    return uids, fds
+    return uids, leases
 
 
-def release_fds(fds: list[int]) -> None:
-    """Close the lease file descriptors (releasing their uids)."""
-    for fd in fds:
-        with contextlib.suppress(OSError):
-            os.close(fd)
-    fds.clear()
+def release_leases(leases: list[FileLock]) -> None:
+    """Release uid leases (their uids become free for other sandboxes)."""
+    for lease in leases:
+        lease.release()
+    leases.clear()
 
 
 # ---------------------------------------------------------------------- after a run --

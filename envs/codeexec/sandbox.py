@@ -76,7 +76,7 @@ from agentgym.envs.codeexec.isolation import (
     lease_uids,
     minimal_env,
     processes_of,
-    release_fds,
+    release_leases,
     remove_tree,
     warn_once,
 )
@@ -227,8 +227,8 @@ class Sandbox:
         self.uids: tuple[int, ...] = ()
         slots: list[int | None] = [None] * self.max_concurrency
         if "unprivileged_user" in self.protections:
-            uids, fds = lease_uids(self.max_concurrency, uid_base)
-            weakref.finalize(self, release_fds, fds)
+            uids, leases = lease_uids(self.max_concurrency, uid_base)
+            weakref.finalize(self, release_leases, leases)
             self.uids = tuple(uids)
             slots = list(uids)
         self._slots: queue.SimpleQueue[int | None] = queue.SimpleQueue()
