@@ -7,7 +7,6 @@ they run and what they report.
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 from typing import Any, NoReturn
@@ -16,6 +15,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from agentgym.collector import EpisodeSpec, RolloutCollector
 from agentgym.config import ConfigError, validate_config
+from agentgym.core.durable import write_json_atomic
 from agentgym.core.trajectory import TrajectoryStore
 from agentgym.engines.base import Engine, SamplingParams
 from agentgym.evaluation import benchmark_lines, benchmark_metrics, summarize
@@ -206,7 +206,7 @@ def run_rollout(cfg: DictConfig) -> dict[str, Any]:
          "run_dir": str(run_dir)}
     )  # fmt: skip
     _report(collector, summary)
-    _write(run_dir / "summary.json", summary)
+    write_json_atomic(run_dir / "summary.json", summary)
     print(
         f"{summary['episodes']} episodes of {cfg.env.id} with {_policy_label(cfg)}: success rate "
         f"{summary['success_rate']:.3f} {list(summary['success_ci95'])}, mean reward "
@@ -247,7 +247,7 @@ def run_eval(cfg: DictConfig) -> dict[str, Any]:
          "run_dir": str(run_dir)}
     )  # fmt: skip
     _report(collector, summary)
-    _write(run_dir / "eval.json", summary)
+    write_json_atomic(run_dir / "eval.json", summary)
     print(
         f"eval {cfg.env.id}{f' [{cfg.split}]' if uses_split else ''} with {_policy_label(cfg)}: "
         "success "
@@ -451,9 +451,3 @@ def policy_record(cfg: DictConfig) -> dict[str, Any]:
 
 def _policy_label(cfg: DictConfig) -> str:
     return "expert" if cfg.engine.name == "expert" else f"{cfg.engine.name}/{cfg.model.name}"
-
-
-def _write(path: Path, data: dict[str, Any]) -> None:
-    temporary = path.with_suffix(".tmp")
-    temporary.write_text(json.dumps(data, indent=2) + "\n")
-    temporary.replace(path)
