@@ -288,7 +288,7 @@ class RayEnginePool(Engine):
         """Broadcast ``model``'s merged weights to every replica, piece by piece."""
         import ray
 
-        from agentgym.trainers.lora import merged_state_dict
+        from agentgym.lora_weights import merged_state_dict
 
         started = time.perf_counter()
         chunks = weight_chunks(merged_state_dict(model), max_bytes=self.weight_chunk_bytes)
