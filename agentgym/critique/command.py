@@ -93,10 +93,10 @@ def run_critique_eval(cfg: DictConfig) -> dict[str, Any]:
         _policy_label,
         _run_dir,
         _sampling,
-        _write,
         build_engine,
     )
     from agentgym.config import ConfigError, validate_config
+    from agentgym.core.durable import write_json_atomic
 
     env_kwargs = dict(_container(cfg.env.kwargs) or {})
     uses_split = "split" in _constructor_arguments(cfg.env.id)
@@ -136,7 +136,7 @@ def run_critique_eval(cfg: DictConfig) -> dict[str, Any]:
     with (run_dir / "critique_episodes.jsonl").open("w") as handle:
         for record in result.episodes:
             handle.write(json.dumps(record, ensure_ascii=False) + "\n")
-    _write(run_dir / "eval.json", summary)
+    write_json_atomic(run_dir / "eval.json", summary)
     split = f" [{cfg.split}]" if uses_split else ""
     print(f"eval {cfg.env.id}{split} with {_policy_label(cfg)}, critic={critic.name}, "
           f"rounds={config.rounds}: success vs N over {cfg.episodes} tasks (95% CI)")  # fmt: skip
