@@ -9,6 +9,7 @@ one-process run's up to floating-point summation order, and must differ from the
 
 from __future__ import annotations
 
+import json
 import random
 import socket
 from pathlib import Path
@@ -142,3 +143,43 @@ def test_shard_balances_tokens_and_covers_every_pass() -> None:
     loads = [sum(costs[i] for i in part) for part in plan]
     assert max(loads) - min(loads) <= max(costs)
     assert shard(costs, 1) == [[0, 1, 2, 3, 4]]
+
+
+TRAIN = [
+    "trainer=sft", "env=calculator", "model=tiny-random-llama", "engine=hf", "num_envs=4",
+    "sampling.max_tokens=8", "eval.episodes=2", "sft.epochs=1", "sft.learning_rate=1e-3",
+    "sft.batch_size=4", "sft.micro_batch_size=2", "trainer.train_tasks=8", "progress=false",
+    "tensorboard=false",
+]  # fmt: skip
+
+
+def test_torchrun_train_matches_one_process(tmp_path: Path) -> None:
+    """`torchrun --nproc_per_node=2 -m agentgym.cli train` == `agentgym train`, rank 0 writes."""
+    import subprocess
+    import sys
+
+    from transformers import AutoModelForCausalLM as Model
+
+    torchrun = Path(sys.executable).with_name("torchrun")
+    single, parallel = tmp_path / "single", tmp_path / "parallel"
+    one = subprocess.run(
+        [sys.executable, "-m", "agentgym.cli", "train", *TRAIN, f"run_dir={single}"],
+        capture_output=True, text=True, timeout=600, cwd=tmp_path,
+    )  # fmt: skip
+    assert one.returncode == 0, one.stderr[-3000:]
+    two = subprocess.run(
+        [str(torchrun), "--nproc_per_node=2", f"--master_port={_free_port()}", "-m",
+         "agentgym.cli", "train", *TRAIN, f"run_dir={parallel}"],
+        capture_output=True, text=True, timeout=600, cwd=tmp_path,
+    )  # fmt: skip
+    assert two.returncode == 0, two.stderr[-3000:]
+    train = next(json.loads(line)["result"] for line in (single / "ledger.jsonl").open()
+                 if json.loads(line)["phase"] == "train")  # fmt: skip
+    assert train["steps"] >= 2
+    assert f"rank 1 served {train['steps']} optimizer steps" in two.stdout
+    expected = Model.from_pretrained(single / "checkpoints" / "iter-1").state_dict()
+    got = Model.from_pretrained(parallel / "checkpoints" / "iter-1").state_dict()
+    for name, tensor in expected.items():
+        assert (got[name] - tensor).abs().max().item() <= MAX_DIFFERENCE, name
+    ledger = [line for line in (parallel / "ledger.jsonl").read_text().splitlines() if line]
+    assert len(ledger) == len((single / "ledger.jsonl").read_text().splitlines())

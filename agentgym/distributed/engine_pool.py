@@ -7,11 +7,12 @@ like a local engine. Each replica is an :class:`EngineReplica` actor running any
 :func:`agentgym.engines.make_engine` (``hf``, ``vllm``) on its own copy of the weights.
 
 Weights: the trainer's model stays in the driver process. :meth:`RayEnginePool.update_weights`
-sends the merged weights (LoRA folded in) after every update, in pieces of at most
-``weight_chunk_mb`` so that the object store can stay small: each piece is put into the
-object store once and read by every replica, which loads the full set into its engine
-when the last piece has arrived. :meth:`RayEnginePool.replicas` gives one engine view per
-replica, so :func:`~agentgym.trainers.sync.verify_weight_sync` probes every replica.
+sends the merged weights (LoRA folded in; tied matrices once) after every update, in
+pieces of at most ``weight_chunk_mb`` so that the object store can stay small: each piece
+is put into the object store once and read by every replica, which loads the full set
+into its engine when the last piece has arrived. :meth:`RayEnginePool.replicas` gives one
+engine view per replica, so :func:`~agentgym.trainers.sync.verify_weight_sync` probes every
+replica.
 
 Samples: per-prompt seeds travel with each part, and both vLLM and the HF engine sample
 each prompt from a stream seeded by its own seed, so a call gives the same completions with
@@ -39,7 +40,13 @@ import torch
 
 from agentgym.engines.base import Completion, Engine, SamplingParams
 
-__all__ = ["EngineReplica", "RayEnginePool", "split_evenly", "weight_chunks"]
+__all__ = [
+    "EngineReplica",
+    "RayEnginePool",
+    "shared_storage_aliases",
+    "split_evenly",
+    "weight_chunks",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -80,6 +87,30 @@ def weight_chunks(
     return chunks
 
 
+def shared_storage_aliases(
+    state: Mapping[str, torch.Tensor],
+) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """Tensors to send once, and ``{name: sent name}`` for views of the same memory.
+
+    >>> weight = torch.zeros(2, 2)
+    >>> unique, aliases = shared_storage_aliases({"embed": weight, "head": weight})
+    >>> list(unique), aliases
+    (['embed'], {'head': 'embed'})
+    """
+    unique: dict[str, torch.Tensor] = {}
+    aliases: dict[str, str] = {}
+    seen: dict[tuple[Any, ...], str] = {}
+    for name, tensor in state.items():
+        key = (tensor.device, tensor.data_ptr(), tuple(tensor.shape), tensor.stride(),
+               tensor.dtype)  # fmt: skip
+        if key in seen:
+            aliases[name] = seen[key]
+        else:
+            seen[key] = name
+            unique[name] = tensor
+    return unique, aliases
+
+
 class _NamedWeights:
     """Stands in for a model in ``Engine.update_weights``: it only has a ``state_dict``."""
 
@@ -117,8 +148,14 @@ class EngineReplica:
         self._incoming.update(chunk)
         return len(self._incoming)
 
-    def apply_weights(self, expected: int) -> float:
-        """Load the received weights into the engine; the seconds it took."""
+    def apply_weights(self, expected: int, aliases: Mapping[str, str] | None = None) -> float:
+        """Load the received weights into the engine; the seconds it took.
+
+        ``aliases`` maps a tensor that was not sent to the sent one it shares storage with
+        (tied input and output embeddings).
+        """
+        for name, original in (aliases or {}).items():
+            self._incoming[name] = self._incoming[original]
         if len(self._incoming) != expected:
             raise RuntimeError(
                 f"engine replica received {len(self._incoming)} of {expected} weight tensors"
@@ -291,14 +328,16 @@ class RayEnginePool(Engine):
         from agentgym.lora_weights import merged_state_dict
 
         started = time.perf_counter()
-        chunks = weight_chunks(merged_state_dict(model), max_bytes=self.weight_chunk_bytes)
+        state = merged_state_dict(model)
+        unique, aliases = shared_storage_aliases(state)
+        chunks = weight_chunks(unique, max_bytes=self.weight_chunk_bytes)
         owners = list(range(self.size))
         for chunk in chunks:
             shared = ray.put(chunk)  # stored once, read by every replica
             self._get([actor.receive_weights.remote(shared) for actor in self._actors], owners)
             del shared
-        expected = sum(len(chunk) for chunk in chunks)
-        self._get([actor.apply_weights.remote(expected) for actor in self._actors], owners)
+        self._get([actor.apply_weights.remote(len(state), aliases) for actor in self._actors],
+                  owners)  # fmt: skip
         self.last_update_seconds = time.perf_counter() - started
         logger.info("weights sent to %d replicas in %.2f s", self.size, self.last_update_seconds)
 
