@@ -134,6 +134,10 @@ class EngineReplica:
 
         self.engine = make_engine(engine_name, **dict(engine_kwargs))
         self._incoming: dict[str, torch.Tensor] = {}
+        # The HF engine's model takes each piece as it arrives (no second full copy of the
+        # weights in the replica); other engines load the complete set at the end.
+        self._in_pieces = engine_name == "hf"
+        self._received: set[str] = set()
 
     def describe(self) -> dict[str, Any]:
         """Where the replica runs (also a readiness probe)."""
@@ -144,9 +148,16 @@ class EngineReplica:
         return self.engine.generate(prompts, params)
 
     def receive_weights(self, chunk: dict[str, torch.Tensor]) -> int:
-        """Keep one piece of the new weights; return how many tensors have arrived."""
-        self._incoming.update(chunk)
-        return len(self._incoming)
+        """Take one piece of the new weights; return how many tensors have arrived."""
+        if self._in_pieces:
+            with torch.no_grad():
+                result = self.engine.model.load_state_dict(chunk, strict=False)
+            if result.unexpected_keys:
+                raise RuntimeError(f"unknown weights {result.unexpected_keys[:3]} for this model")
+        else:
+            self._incoming.update(chunk)
+        self._received.update(chunk)
+        return len(self._received)
 
     def apply_weights(self, expected: int, aliases: Mapping[str, str] | None = None) -> float:
         """Load the received weights into the engine; the seconds it took.
@@ -154,14 +165,22 @@ class EngineReplica:
         ``aliases`` maps a tensor that was not sent to the sent one it shares storage with
         (tied input and output embeddings).
         """
-        for name, original in (aliases or {}).items():
-            self._incoming[name] = self._incoming[original]
-        if len(self._incoming) != expected:
+        received, self._received = self._received, set()
+        incoming, self._incoming = self._incoming, {}
+        if len(received) + len(aliases or {}) != expected:
             raise RuntimeError(
-                f"engine replica received {len(self._incoming)} of {expected} weight tensors"
+                f"engine replica received {len(received)} of {expected} weight tensors"
             )
         started = time.perf_counter()
-        incoming, self._incoming = self._incoming, {}
+        if self._in_pieces:  # loaded already; an alias the model does not tie is copied
+            tensors = self.engine.model.state_dict(keep_vars=True)
+            with torch.no_grad():
+                for name, original in (aliases or {}).items():
+                    if tensors[name].data_ptr() != tensors[original].data_ptr():
+                        tensors[name].data.copy_(tensors[original].data)
+            return time.perf_counter() - started
+        for name, original in (aliases or {}).items():
+            incoming[name] = incoming[original]
         self.engine.update_weights(_NamedWeights(incoming))
         return time.perf_counter() - started
 
@@ -289,6 +308,12 @@ class RayEnginePool(Engine):
             raise RuntimeError(
                 f"an engine replica ({', '.join(map(str, owners))}) of the {self.name} pool "
                 f"died: {exc}"
+            ) from exc
+        except ray.exceptions.OutOfMemoryError as exc:  # Ray's memory monitor killed it
+            raise RuntimeError(
+                f"Ray stopped an engine replica ({', '.join(map(str, owners))}) of the "
+                f"{self.name} pool because the node ran low on memory; rerun the same command "
+                f"to resume (fewer distributed.replicas need less memory): {exc}"
             ) from exc
 
     def generate(
