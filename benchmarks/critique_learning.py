@@ -169,9 +169,12 @@ class RecordedEngine(Engine):
 
     name = "recorded"
 
-    def __init__(self, path: Path, tokenizer: Any, inner: Engine | None = None) -> None:
+    def __init__(
+        self, path: Path, tokenizer: Any, inner: Engine | None = None, *, record: bool = True
+    ) -> None:
         self.path = path
         self.inner = inner
+        self.record = record
         self._tokenizer = tokenizer
         self.records: dict[str, dict[str, Any]] = {}
         self.misses = 0
@@ -207,7 +210,7 @@ class RecordedEngine(Engine):
             seeds = tuple(params.seed_for(i) or 0 for i in missing)
             fresh = self.inner.generate([prompts[i] for i in missing],
                                         params.with_(prompt_seeds=seeds))  # fmt: skip
-            with self.path.open("a") as handle:
+            with self.path.open("a") if self.record else _Discard() as handle:
                 for i, choices in zip(missing, fresh, strict=True):
                     completion = choices[0]
                     record = {"key": keys[i], "text": completion.text,
@@ -224,6 +227,34 @@ class RecordedEngine(Engine):
     def close(self) -> None:
         if self.inner is not None:
             self.inner.close()
+
+
+class _Discard:
+    """A file that forgets what is written (a replay that must not extend the recording)."""
+
+    def __enter__(self) -> _Discard:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        pass
+
+    def write(self, text: str) -> int:
+        return len(text)
+
+
+class BlankEngine(Engine):
+    """Empty completions: stands in for a proposal that a replay cannot find."""
+
+    name = "blank"
+
+    @property
+    def tokenizer(self) -> Any:
+        raise NotImplementedError
+
+    def generate(
+        self, prompts: Sequence[Sequence[int]], params: SamplingParams
+    ) -> list[list[Completion]]:
+        return [[Completion("", [], [], "stop")] for _ in prompts]
 
 
 def whole_prefills() -> None:
@@ -270,6 +301,10 @@ def testtime_worker(phase: str, seed: int, protocol: Protocol, args: argparse.Na
 
     ``oracle``: samples the proposals and refinements (recorded), runs the oracle with
     rounds = 1 and rounds = 0. ``trained``: replays the proposals, the trained critic judges.
+    ``refine-stats``: replays rounds = 1 and counts the oracle's verdicts on the first
+    proposals and on the refinements (a refinement whose prompt changed since the recording,
+    because the oracle's critique did, e.g. a test that timed out under load, is counted as
+    a miss and judged as an empty answer).
     """
     import gymnasium as gym
     from transformers import AutoTokenizer
@@ -291,6 +326,26 @@ def testtime_worker(phase: str, seed: int, protocol: Protocol, args: argparse.Na
                               seed=seed)  # fmt: skip
     whole_prefills()
     tokenizer = AutoTokenizer.from_pretrained(str(resolve_model(protocol.model)))
+    if phase == "refine-stats":
+        actor = RecordedEngine(folder / "samples.jsonl", tokenizer, BlankEngine(), record=False)
+        verdicts: list[list[bool | None]] = []
+
+        class CountingOracle(OracleCritic):
+            def critique(self, requests: Sequence[Any]) -> list[Any]:
+                critiques = super().critique(requests)
+                verdicts.append([c.verdict for c in critiques])
+                return critiques
+
+        with CountingOracle() as oracle:
+            run_test_time(env_id, env_kwargs, actor, oracle, episodes=episodes, sampling=sampling,
+                          config=TestTimeConfig(ns=protocol.ns, rounds=1))  # fmt: skip
+        refined = [v for batch in verdicts[1:] for v in batch]
+        stats = {"proposals": len(verdicts[0]), "proposals_correct": verdicts[0].count(True),
+                 "refinements": len(refined), "refinements_correct": refined.count(True),
+                 "replay_misses": actor.misses}  # fmt: skip
+        (folder / "refine-stats.json").write_text(json.dumps(stats) + "\n")
+        print(f"testtime refine-stats seed {seed}: {json.dumps(stats)}", flush=True)
+        return
     if phase == "oracle":
         plan = [("oracle-refine", 1), ("oracle-vote", 0)]
         actor = RecordedEngine(folder / "samples.jsonl", tokenizer,
@@ -331,14 +386,20 @@ def testtime_worker(phase: str, seed: int, protocol: Protocol, args: argparse.Na
 def run_testtime(phase: str, seed: int, args: argparse.Namespace) -> dict[str, Any]:
     """Run (or resume) a test-time worker; its phase reports."""
     names = ["oracle-refine", "oracle-vote"] if phase == "oracle" else ["trained-vote"]
+    workers = [(phase, names)]
+    if phase == "oracle":  # then count the oracle's verdicts on the refinements
+        names.append("refine-stats")
+        workers.append(("refine-stats", ["refine-stats"]))
     folder = run_dir("testtime", seed, args)
-    if not all((folder / f"{n}.json").exists() for n in names):
-        command = [sys.executable, str(Path(__file__).resolve()), "--worker", phase,
+    for worker, outputs in workers:
+        if all((folder / f"{n}.json").exists() for n in outputs):
+            continue
+        command = [sys.executable, str(Path(__file__).resolve()), "--worker", worker,
                    "--seed", str(seed), "--runs", args.runs,
                    *(["--smoke"] if args.smoke else [])]  # fmt: skip
         print("$", " ".join(command[1:]), flush=True)
         if subprocess.run(command, check=False, cwd=ROOT).returncode != 0:
-            raise SystemExit(f"test-time {phase} seed {seed} failed")
+            raise SystemExit(f"test-time {worker} seed {seed} failed")
     return {n: json.loads((folder / f"{n}.json").read_text()) for n in names}
 
 
@@ -400,13 +461,25 @@ def run_training(name: str, seed: int, protocol: Protocol, args: argparse.Namesp
         f"progress={'true' if args.progress else 'false'}",
     ]  # fmt: skip
     print("$", " ".join(command[3:]), flush=True)
+    path.mkdir(parents=True, exist_ok=True)
+    (path / "command.json").write_text(json.dumps(command[4:]) + "\n")
     started = time.perf_counter()
     if subprocess.run(command, check=False, cwd=ROOT).returncode != 0:
         raise SystemExit(f"{name} seed {seed} failed")
+    return training_result(path, round(time.perf_counter() - started, 1))
+
+
+#: The ledger phase that ends each training run.
+FINAL_PHASE = {"critique": "eval", "rft": "eval", "critic": "critic_eval"}
+
+
+def training_result(path: Path, seconds: float | None) -> dict[str, Any]:
+    """A finished training run's summary rows, sampled budget and ledger phases."""
     phases = ledger(path)
+    command = path / "command.json"
     return {
-        "seconds": round(time.perf_counter() - started, 1),
-        "command": command[4:],
+        "seconds": seconds,
+        "command": json.loads(command.read_text()) if command.exists() else None,
         "rows": json.loads((path / "summary.json").read_text())["rows"],
         "sampled": sampled(path / "trajectories" / "collect-1.jsonl"),
         "phases": {f"{r['phase']}-{r['iteration']}": r["result"] for r in phases
@@ -452,7 +525,8 @@ def plain_consistency(runs: dict[str, dict[str, Any]]) -> dict[str, bool]:
     """Whether every phase of a seed saw the same plain votes (the recording replayed)."""
     checks = {}
     for seed, report in runs.items():
-        plains = [json.dumps(r["summary"]["plain"], sort_keys=True) for r in report.values()]
+        plains = [json.dumps(r["summary"]["plain"], sort_keys=True) for r in report.values()
+                  if "summary" in r]  # fmt: skip
         checks[seed] = len(set(plains)) == 1
     return checks
 
@@ -534,7 +608,16 @@ def write_report(runs: dict[str, Any], meta: dict[str, Any], out: Path) -> None:
                  if str(n) in row["by_n"] else "-" for n in ns]  # fmt: skip
         lines.append(f"| {row['label']} | " + " | ".join(cells) + " |")
     for seed, report in sorted(runs.get("testtime", {}).items()):
+        if "refine-stats" in report:
+            stats = report["refine-stats"]
+            lines.append(f"\nSeed {seed}, the oracle's verdicts: {stats['proposals_correct']} of "
+                         f"{stats['proposals']} proposals correct, "
+                         f"{stats['refinements_correct']} of {stats['refinements']} "
+                         f"refinements of wrong ones correct ({stats['replay_misses']} "
+                         "refinement prompts not found on replay, judged as empty).")  # fmt: skip
         for name, phase in report.items():
+            if "summary" not in phase:
+                continue
             agreement = phase["critic"].get("agreement_with_environment")
             lines.append(f"\nSeed {seed}, {name}: work {json.dumps(phase['counts'])}; critic "
                          f"verdicts on committed proposals agree with the environment: "
@@ -625,6 +708,39 @@ def schedule(seeds: Sequence[int]) -> list[tuple[int, str, str]]:
     return runs + [(seed, kind, name) for seed in others for kind, name in PLAN[1:]]
 
 
+def report_finished(
+    steps: Sequence[tuple[int, str, str]], protocol: Protocol, args: argparse.Namespace, out: Path
+) -> None:
+    """The report of every run that has finished, starting nothing (while the study runs)."""
+    earlier = out / "results.json"
+    seconds = json.loads(earlier.read_text())["meta"]["seconds"] if earlier.exists() else {}
+    runs: dict[str, dict[str, Any]] = {}
+    finished = 0
+    for seed, kind, name in steps:
+        if kind == "testtime":
+            folder = run_dir("testtime", seed, args)
+            names = ["oracle-refine", "oracle-vote", "refine-stats"] if name == "oracle" else [
+                "trained-vote"]  # fmt: skip
+            found = {n: json.loads((folder / f"{n}.json").read_text()) for n in names
+                     if (folder / f"{n}.json").exists()}  # fmt: skip
+            if found:
+                runs.setdefault("testtime", {}).setdefault(str(seed), {}).update(found)
+            finished += len(found) == len(names)
+            continue
+        path = run_dir(name, seed, args)
+        done = (path / "ledger.jsonl").exists() and any(
+            r["phase"] == FINAL_PHASE[name] and r["iteration"] == 1 for r in ledger(path)
+        )
+        if done and (path / "summary.json").exists():
+            result = training_result(path, seconds.get(f"{kind}-{name}-seed{seed}"))
+            runs.setdefault(name, {})[str(seed)] = result
+            finished += 1
+    meta = {"protocol": asdict(protocol), "env_kwargs": ENV_KWARGS, "seeds": args.seeds,
+            "plan": list(steps), "seconds": seconds,
+            "complete": finished == len(steps)}  # fmt: skip
+    write_report(runs, meta, out)
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["agentgym"]:  # `agentgym <command> ...` with whole vLLM prefills
@@ -640,8 +756,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--out", default="docs/results/critique")
     parser.add_argument("--runs", default="runs/critique_study")
     parser.add_argument("--progress", action="store_true")
-    parser.add_argument("--worker", choices=["oracle", "trained"], help=argparse.SUPPRESS)
+    parser.add_argument("--worker", choices=["oracle", "trained", "refine-stats"],
+                        help=argparse.SUPPRESS)  # fmt: skip
     parser.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
+    parser.add_argument("--report-only", action="store_true",
+                        help="rewrite the report from finished runs; start none")  # fmt: skip
     args = parser.parse_args(argv)
     protocol = SMOKE if args.smoke else Protocol()
     if args.worker:
@@ -652,6 +771,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     runs: dict[str, dict[str, Any]] = {}
     seconds: dict[str, float] = {}
     steps = schedule(args.seeds)
+    if args.report_only:
+        report_finished(steps, protocol, args, out)
+        return
     for step, (seed, kind, name) in enumerate(steps, start=1):
         started = time.perf_counter()
         if kind == "testtime":
