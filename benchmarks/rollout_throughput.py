@@ -21,7 +21,9 @@ one ``VLLMEngine``:
 
 Raw runs use ``ignore_eos`` with ``min_tokens = max_tokens = `` the recorded length, so
 they generate exactly the recorded number of tokens, and start with a cold prefix cache,
-as does every collector run. Tokens/s counts generated tokens over wall time; the ratios
+as does every collector run. They are unseeded: vLLM 0.32 on CPU fails ("CPU Generator does
+not use offset") when a seeded request's prefill is split over steps, which the one-call
+run of long CodeExec prompts causes. Tokens/s counts generated tokens over wall time; the ratios
 divide by (s). Optionally (``--hf``) the HF engine's batched collector and one episode at a
 time on the first environment.
 
@@ -151,7 +153,7 @@ def run_raw_vllm(llm: Any, calls: Sequence[Sequence[Pair]]) -> dict[str, Any]:
     for call in calls:
         params = [
             VllmParams(temperature=1.0, max_tokens=max(1, n), min_tokens=max(1, n),
-                       ignore_eos=True, seed=0)
+                       ignore_eos=True)
             for _, n in call
         ]  # fmt: skip
         outputs = llm.generate(
@@ -182,7 +184,7 @@ def run_raw_vllm_capped(llm: Any, pairs: Sequence[Pair], in_flight: int) -> dict
         while waiting and running < in_flight:
             prompt, n = waiting.pop(0)
             params = VllmParams(temperature=1.0, max_tokens=max(1, n), min_tokens=max(1, n),
-                                ignore_eos=True, seed=0,
+                                ignore_eos=True,
                                 output_kind=RequestOutputKind.FINAL_ONLY)  # fmt: skip
             engine.add_request(f"raw-{added}", TokensPrompt(prompt_token_ids=list(prompt)), params)
             running += 1
@@ -257,6 +259,9 @@ def main() -> None:
     for env_id in args.envs:
         results[env_id] = measure_env(vllm_engine, env_id, args)
         print(json.dumps({env_id: results[env_id]["ratios_vs_strict_limit"]}), flush=True)
+        if args.output:  # partial results survive a later failure
+            with open(args.output, "w") as handle:
+                json.dump(results, handle, indent=2)
     vllm_engine.close()
 
     if args.hf:
