@@ -140,3 +140,26 @@ def test_lora_rft_from_base_with_packing(tmp_path: Path) -> None:
         assert changed and all("proj" in k for k in changed)  # only adapted layers moved
     summary = json.loads((run_dir / "summary.json").read_text())
     assert [row["iteration"] for row in summary["rows"]] == [0, 1, 2]
+
+
+def test_resume_ignores_a_checkpoint_whose_phase_was_not_recorded(tmp_path: Path) -> None:
+    """Killed between saving ``iter-1`` and marking its train phase: the resumed run trains
+    that phase again from the base weights (as an uninterrupted run does), not on top of it."""
+    clean = tmp_path / "clean"
+    result = _train(clean, "trainer=sft", "trainer.train_tasks=4", "seed=5")
+    assert result.returncode == 0, result.stderr[-3000:]
+    crashed = tmp_path / "crashed"
+    subprocess.run(["cp", "-a", str(clean), str(crashed)], check=True)
+    # The crash window: the checkpoint is on disk, the ledger stops before its train phase.
+    lines = (crashed / "ledger.jsonl").read_text().splitlines()
+    first_train = next(i for i, line in enumerate(lines) if json.loads(line)["phase"] == "train")
+    (crashed / "ledger.jsonl").write_text("\n".join(lines[:first_train]) + "\n")
+    result = _train(crashed, "trainer=sft", "trainer.train_tasks=4", "seed=5")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert ("train", 1) in _ledger(crashed)
+    expected = AutoModelForCausalLM.from_pretrained(clean / "checkpoints" / "iter-1")
+    resumed = AutoModelForCausalLM.from_pretrained(crashed / "checkpoints" / "iter-1")
+    for (name, a), (_, b) in zip(
+        expected.named_parameters(), resumed.named_parameters(), strict=True
+    ):
+        torch.testing.assert_close(b, a, msg=f"{name} differs from the uninterrupted run")

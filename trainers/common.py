@@ -300,9 +300,12 @@ class Workbench:
 
         A no-op when the model already holds those weights (the normal, uninterrupted flow);
         after a restart it brings back the weights of the last completed fine-tuning phase.
+        A checkpoint whose ``train`` phase the ledger does not mark done is ignored: a run
+        killed between saving it and marking the phase re-trains that phase from the
+        previous weights, not on top of the half-recorded result.
         """
         for k in range(iteration, 0, -1):
-            path = self.run.checkpoint(f"iter-{k}")
+            path = self.run.checkpoint(f"iter-{k}") if self.run.done("train", k) else None
             if path is not None and k == self._weights_iteration:
                 return
             if path is not None:
