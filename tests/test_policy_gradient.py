@@ -299,7 +299,7 @@ def test_grpo_and_envtune_configs_list_every_problem() -> None:
     text = str(excinfo.value)
     for expected in ("group_size must be >= 2", "advantage must be one of episode, turn",
                      "clip_low must be in [0, 1)", "normalisation must be one of",
-                     "std_normalise must be true or false"):  # fmt: skip
+                     "trainer.std_normalise='maybe': expected bool, got str"):  # fmt: skip
         assert expected in text, expected
     with initialize_config_module("agentgym.configs", version_base="1.3"):
         cfg = compose(config_name="train", overrides=[
