@@ -293,6 +293,18 @@ def test_vllm_n_and_seeded_sampling(vllm_tiny, tiny_prompts):
     assert plain.logprobs == [] and len(plain.token_ids) == GREEDY.max_tokens
 
 
+def test_vllm_seeded_batch_of_long_prompts(vllm_tiny):
+    """Seeded requests whose prompts exceed one step's token budget (a ToolUse batch): vLLM
+    0.32 on CPU crashed when it prefilled such a prompt in chunks ('CPU Generator does not
+    use offset'); the engine prefills whole prompts, and each row keeps its own seed."""
+    prompts = [[(7 * row + 13 * i) % 1000 + 10 for i in range(900)] for row in range(12)]
+    params = SamplingParams(temperature=1.0, max_tokens=4, prompt_seeds=list(range(12)))
+    first = vllm_tiny.generate(prompts, params)
+    assert [len(group) for group in first] == [1] * 12
+    again = vllm_tiny.generate(prompts[3:5], params.with_(prompt_seeds=[3, 4]))
+    assert ids(again) == ids(first[3:5])
+
+
 def test_vllm_sampled_logprobs_are_the_sampling_distribution(vllm_tiny, hf_tiny, tiny_prompts):
     """Log-probs under temperature + top-p (what was sampled from), as HFEngine reports."""
     from transformers import TopPLogitsWarper

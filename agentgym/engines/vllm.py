@@ -268,6 +268,13 @@ class VLLMEngine(Engine):
             "tensor_parallel_size": tensor_parallel_size,
             "logprobs_mode": "processed_logprobs",
         }
+        if self.on_cpu:
+            # vLLM 0.32's CPU worker rewinds a seeded request's generator after a partial
+            # prefill (Generator.set_offset), which CPU generators do not support: a batch of
+            # long seeded prompts (ToolUse, CodeExec) crashed the engine. Whole prefills only;
+            # the step's token budget must then hold the longest prompt.
+            options["enable_chunked_prefill"] = False
+            options["max_num_batched_tokens"] = max(8192, max_model_len)
         if not self.on_cpu:
             options["gpu_memory_utilization"] = gpu_memory_utilization
             options["enable_sleep_mode"] = enable_sleep_mode
