@@ -25,7 +25,8 @@ from agentgym.trainers.grpo import build_examples
 
 TESTS = Path(__file__).resolve().parent
 OVERRIDES = [
-    "env.id=test/Graded-v0", "~env.kwargs.difficulty", "~env.kwargs.parser", "+env.kwargs.num_tasks=8",
+    "env.id=test/Graded-v0", "~env.kwargs.difficulty", "~env.kwargs.parser",
+    "+env.kwargs.num_tasks=8",
     "model=tiny-random-llama", "engine=hf",
     "num_envs=8", "sampling.max_tokens=8", "eval.episodes=4", "progress=false",
     "tensorboard=false", "trainer=grpo", "trainer.iterations=3", "trainer.train_tasks=4",
