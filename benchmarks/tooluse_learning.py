@@ -101,9 +101,7 @@ def run_dir(trainer: str, seed: int, args: argparse.Namespace) -> Path:
 def train_command(trainer: str, seed: int, args: argparse.Namespace) -> list[str]:
     """The ``agentgym train`` command of one run."""
     sft_model = run_dir("sft", seed, args) / "checkpoints" / "iter-1"
-    overrides = [
-        o.format(tasks=args.train_tasks, sft_model=sft_model) for o in TRAINERS[trainer]
-    ]
+    overrides = [o.format(tasks=args.train_tasks, sft_model=sft_model) for o in TRAINERS[trainer]]
     return [
         sys.executable, "-m", "agentgym.cli", "train", *ENV, *SFT, *overrides,
         f"seed={seed}", f"eval.episodes={args.eval_episodes}",
@@ -281,10 +279,16 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--eval-episodes", type=int, default=32)
     parser.add_argument("--out", default="docs/results/tooluse", help="the report's folder")
     parser.add_argument("--runs", default="runs/tooluse_study", help="the training runs")
-    parser.add_argument("--base-eval", default=None,
-                        help="a store of the base model's evaluation to reuse (eval-0.jsonl)")
-    parser.add_argument("--merge", default=None,
-                        help="an earlier results.json whose other seeds' runs join the report")
+    parser.add_argument(
+        "--base-eval",
+        default=None,
+        help="a store of the base model's evaluation to reuse (eval-0.jsonl)",
+    )
+    parser.add_argument(
+        "--merge",
+        default=None,
+        help="an earlier results.json whose other seeds' runs join the report",
+    )
     parser.add_argument("--progress", action="store_true")
     parser.add_argument("overrides", nargs="*", help="extra agentgym train overrides")
     args = parser.parse_args(argv)

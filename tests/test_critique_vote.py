@@ -129,7 +129,12 @@ def test_runs_on_the_hf_engine_and_is_reproducible() -> None:
     config = TestTimeConfig(ns=(1, 2))
     runs = [
         run_test_time(
-            CODE, {"max_attempts": 1}, engine, None, episodes=episodes, sampling=sampling,
+            CODE,
+            {"max_attempts": 1},
+            engine,
+            None,
+            episodes=episodes,
+            sampling=sampling,
             config=config,
         )
         for _ in range(2)

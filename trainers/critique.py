@@ -144,9 +144,7 @@ def refinement_summary(
     }
 
 
-def _log_summary(
-    bench: Workbench, iteration: int, summary: dict[str, float]
-) -> dict[str, float]:
+def _log_summary(bench: Workbench, iteration: int, summary: dict[str, float]) -> dict[str, float]:
     counts = {key: value for key, value in summary.items() if key != "seconds"}
     bench.run.log({f"critique/{key}": value for key, value in counts.items()}, step=iteration)
     return summary

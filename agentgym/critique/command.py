@@ -65,8 +65,10 @@ def critique_config_problems(data: Mapping[str, Any]) -> list[str]:
     if not isinstance(section.get("feedback", False), bool):
         problems.append(f"critique.feedback must be true or false, got {section['feedback']!r}")
     temperature = section.get("temperature", 1.0)
-    if isinstance(temperature, bool) or not isinstance(temperature, int | float) or (
-        temperature < 0
+    if (
+        isinstance(temperature, bool)
+        or not isinstance(temperature, int | float)
+        or (temperature < 0)
     ):
         problems.append(f"critique.temperature must be a number >= 0, got {temperature!r}")
     return problems
