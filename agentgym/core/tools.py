@@ -313,21 +313,29 @@ class Tool:
             if piece != "" or name in self.parameters["required"]
         }
 
+    def refuse_invalid(self, arguments: Mapping[str, Any]) -> ToolResult | None:
+        """The error result for arguments that fail validation (every problem and the
+        expected signature, for the agent), or ``None`` when they are valid."""
+        problems = self.validate(arguments)
+        if not problems:
+            return None
+        return ToolResult(
+            ok=False,
+            content=(
+                f"Error: invalid arguments for {self.name}: {'; '.join(problems)}. "
+                f"Expected: {self.signature_text}."
+            ),
+            error_kind="invalid_arguments",
+        )
+
     def invoke(
         self, call: ToolCall | Mapping[str, Any], *, state: State | None = None
     ) -> ToolResult:
         """Validate and run one call; every failure becomes an error :class:`ToolResult`."""
         arguments = self.resolve_arguments(call) if isinstance(call, ToolCall) else dict(call)
-        problems = self.validate(arguments)
-        if problems:
-            return ToolResult(
-                ok=False,
-                content=(
-                    f"Error: invalid arguments for {self.name}: {'; '.join(problems)}. "
-                    f"Expected: {self.signature_text}."
-                ),
-                error_kind="invalid_arguments",
-            )
+        refusal = self.refuse_invalid(arguments)
+        if refusal is not None:
+            return refusal
         for name, enum_type in self._enum_types.items():
             if arguments.get(name) is not None:
                 arguments[name] = enum_type(arguments[name])

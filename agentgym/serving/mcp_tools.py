@@ -381,16 +381,9 @@ class ProxyTool(Tool):
     ) -> ToolResult:
         """Validate against the server's schema, then forward the call."""
         arguments = self.resolve_arguments(call) if isinstance(call, ToolCall) else dict(call)
-        problems = self.validate(arguments)
-        if problems:
-            return ToolResult(
-                ok=False,
-                content=(
-                    f"Error: invalid arguments for {self.name}: {'; '.join(problems)}. "
-                    f"Expected: {self.signature_text}."
-                ),
-                error_kind="invalid_arguments",
-            )
+        refusal = self.refuse_invalid(arguments)
+        if refusal is not None:
+            return refusal
         return self.client.call_tool(self.name, arguments)
 
 
