@@ -63,3 +63,16 @@ def test_the_expert_cannot_be_critiqued(tmp_path: Path) -> None:
                        f"run_dir={tmp_path / 'x'}", cwd=tmp_path)  # fmt: skip
     assert result.returncode == 2
     assert "samples proposals from a model" in result.stderr
+
+
+def test_the_run_seed_varies_the_proposals(tmp_path: Path) -> None:
+    """`seed=` must change what is sampled (the greedy sampling config fixes its own seed)."""
+    proposals = {}
+    for seed in (0, 1):
+        run_dir = tmp_path / f"seed{seed}"
+        result = _agentgym(*TINY_EVAL, "critic=oracle", "critique.n=[2]", "critique.rounds=0",
+                           f"seed={seed}", f"run_dir={run_dir}", cwd=tmp_path)  # fmt: skip
+        assert result.returncode == 0, result.stderr[-3000:]
+        records = [json.loads(line) for line in (run_dir / "critique_episodes.jsonl").open()]
+        proposals[seed] = [record["actions"] for record in records]
+    assert proposals[0] != proposals[1]
