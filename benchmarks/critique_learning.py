@@ -39,7 +39,8 @@ Protocol (fixed before any result was seen; every run is reported, partial ones 
 * seeds 0 and 1; success rates pool the seeds' episodes into one Wilson 95% interval, and
   per-seed rates are kept.
 
-vLLM runs with whole prefills (chunked prefill off, :func:`whole_prefills`): vLLM 0.32 on
+vLLM runs with whole prefills (the engine turns chunked prefill off on the CPU; this script
+did it itself before the engine did, with the same 8,192-token step budget): vLLM 0.32 on
 the CPU crashes ("CPU Generator does not use offset") when a request with its own seed has
 its prompt prefilled in chunks, which large seeded batches (N proposals, refinements) cause.
 
@@ -257,37 +258,6 @@ class BlankEngine(Engine):
         return [[Completion("", [], [], "stop")] for _ in prompts]
 
 
-def whole_prefills() -> None:
-    """Make every vLLM engine of this process prefill each prompt in one scheduler step.
-
-    vLLM 0.32's CPU worker rewinds a request's random generator after a partial prefill
-    (``Generator.set_offset``), which CPU generators do not support: any request with its
-    own seed (``prompt_seeds``) whose prompt is split across steps crashes the engine. With
-    chunked prefill off, vLLM schedules a waiting prompt only when all of it fits the step's
-    token budget. Only scheduling changes; sampling and per-request seeds do not.
-    """
-    import agentgym.engines.vllm as engine_module
-
-    original = engine_module._import_vllm
-
-    def import_vllm(on_cpu: bool) -> Any:
-        vllm = original(on_cpu)
-        if on_cpu and not getattr(vllm.LLM, "whole_prefills", False):
-
-            class WholePrefillLLM(vllm.LLM):  # type: ignore[misc,name-defined]
-                whole_prefills = True
-
-                def __init__(self, *args: Any, **kwargs: Any) -> None:
-                    kwargs.setdefault("enable_chunked_prefill", False)
-                    kwargs.setdefault("max_num_batched_tokens", 8192)
-                    super().__init__(*args, **kwargs)
-
-            vllm.LLM = WholePrefillLLM
-        return vllm
-
-    engine_module._import_vllm = import_vllm
-
-
 def _make_engine(engine: str, model: str) -> Engine:
     from agentgym.engines import make_engine
     from agentgym.models import resolve_model
@@ -324,7 +294,6 @@ def testtime_worker(phase: str, seed: int, protocol: Protocol, args: argparse.Na
     episodes = [(tasks.id_at(i), seed + i) for i in range(protocol.heldout)]
     sampling = SamplingParams(temperature=protocol.temperature, max_tokens=protocol.max_tokens,
                               seed=seed)  # fmt: skip
-    whole_prefills()
     tokenizer = AutoTokenizer.from_pretrained(str(resolve_model(protocol.model)))
     if phase == "refine-stats":
         actor = RecordedEngine(folder / "samples.jsonl", tokenizer, BlankEngine(), record=False)
@@ -743,10 +712,9 @@ def report_finished(
 
 def main(argv: Sequence[str] | None = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv[:1] == ["agentgym"]:  # `agentgym <command> ...` with whole vLLM prefills
+    if argv[:1] == ["agentgym"]:  # `agentgym <command> ...`, the study's launcher
         from agentgym.cli import main as agentgym_main
 
-        whole_prefills()
         raise SystemExit(agentgym_main(argv[1:]))
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
