@@ -639,3 +639,22 @@ def test_custom_domain_example(capsys: pytest.CaptureFixture[str]) -> None:
     assert "Hint: Rooms are named in lower case" in out
     # The built-in environment's default domains are unaffected by the custom registration.
     assert gym.make(ENV_ID).unwrapped.domains == DEFAULT_DOMAINS
+
+
+def test_a_scenario_module_executed_twice_changes_no_task() -> None:
+    """pytest's doctest collection imports envs/ a second time under another name; intents
+    registered again must replace, not add to, the domain's list (tasks would change)."""
+    from agentgym.envs.tooluse.scenarios.common import INTENTS
+
+    before = {domain: [spec.name for spec in specs] for domain, specs in INTENTS.items()}
+    env = gym.make("agentgym/ToolUse-v0")
+    first = [env.reset(seed=seed)[1]["system_prompt"] for seed in range(20)]
+    for domain in ("filesystem", "messaging", "trading", "travel", "vehicle"):
+        path = ROOT / "envs" / "tooluse" / "scenarios" / f"{domain}.py"
+        spec = importlib.util.spec_from_file_location(f"_second_copy_of_{domain}", path)
+        assert spec is not None and spec.loader is not None
+        spec.loader.exec_module(importlib.util.module_from_spec(spec))
+    after = {domain: [spec.name for spec in specs] for domain, specs in INTENTS.items()}
+    assert after == before
+    env = gym.make("agentgym/ToolUse-v0")
+    assert [env.reset(seed=seed)[1]["system_prompt"] for seed in range(20)] == first

@@ -115,12 +115,22 @@ INTENTS: dict[str, list[IntentSpec]] = {}
 
 
 def intent(domain: str, *, level: int, missing: bool = False) -> Callable[[Builder], Builder]:
-    """Register an intent builder for ``domain`` (a decorator)."""
+    """Register an intent builder for ``domain`` (a decorator).
+
+    Registering a name again replaces the earlier builder in place: a module executed twice
+    (imported under a second name, as pytest's doctest collection does) must not add its
+    intents twice, which would change every generated task that draws from the domain.
+    """
 
     def register(build: Builder) -> Builder:
-        INTENTS.setdefault(domain, []).append(
-            IntentSpec(domain, build.__name__, level, missing, build)
-        )
+        spec = IntentSpec(domain, build.__name__, level, missing, build)
+        specs = INTENTS.setdefault(domain, [])
+        for position, known in enumerate(specs):
+            if known.name == spec.name:
+                specs[position] = spec
+                break
+        else:
+            specs.append(spec)
         return build
 
     return register
