@@ -8,6 +8,8 @@ they run and what they report.
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -21,15 +23,30 @@ from agentgym.engines.base import Engine, SamplingParams
 from agentgym.evaluation import benchmark_lines, benchmark_metrics, summarize
 from agentgym.preflight import store_run_config
 
-__all__ = ["build_engine", "check_config", "policy_record", "run_eval", "run_rollout", "run_train"]
+__all__ = [
+    "build_engine",
+    "check_config",
+    "env_factory",
+    "policy_record",
+    "run_eval",
+    "run_rollout",
+    "run_train",
+]
 
 
 def _container(node: Any) -> Any:
     return OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else node
 
 
-def build_engine(cfg: DictConfig) -> Engine | None:
-    """The engine named by ``cfg.engine`` for ``cfg.model`` (``None`` for the expert)."""
+def build_engine(
+    cfg: DictConfig, runtime: Any = None, *, tokenizer: Any | None = None
+) -> Engine | None:
+    """The engine named by ``cfg.engine`` for ``cfg.model`` (``None`` for the expert).
+
+    With a Ray ``runtime`` (``distributed=ray``) it is ``distributed.replicas`` copies of
+    the engine in Ray actors, used as one engine (train, rollout and eval alike);
+    ``tokenizer`` spares the pool loading its own.
+    """
     name = cfg.engine.name
     if name == "expert":
         return None
@@ -40,7 +57,16 @@ def build_engine(cfg: DictConfig) -> Engine | None:
     if name == "openai":
         # The served model name, and the tokenizer for token-level generation.
         return make_engine(name, model=cfg.model.name, tokenizer=cfg.model.name, **kwargs)
-    return make_engine(name, model=str(resolve_model(cfg.model.name)), **kwargs)
+    path = str(resolve_model(cfg.model.name))
+    if runtime is not None:
+        # Each replica loads the checkpoint itself (a trainer sends weights after updates).
+        return runtime.engine_pool(name, {"model": path, **kwargs}, tokenizer=tokenizer)
+    return make_engine(name, model=path, **kwargs)
+
+
+def env_factory(runtime: Any) -> Any:
+    """The collectors' ``env_factory``: Ray's environment actors, or ``None`` (``gym.make``)."""
+    return runtime.env_workers.make if runtime is not None else None
 
 
 def _sampling(cfg: DictConfig) -> SamplingParams:
@@ -151,25 +177,40 @@ def _expert_problems(env: Any, settings: dict[str, Any], prefix: str) -> list[st
     return argument_problems(target, settings, prefix=prefix, noun="key")
 
 
-def _prepare(cfg: DictConfig, command: str) -> tuple[RolloutCollector, dict[str, Any]]:
-    """Check, then build the collector (bad values surface here, before any model loads)."""
+@contextmanager
+def _collection(cfg: DictConfig, command: str) -> Iterator[tuple[RolloutCollector, dict[str, Any]]]:
+    """Check, then build the collector; on exit close it, the engine and Ray's actors.
+
+    Bad values surface before any model loads or Ray starts. ``distributed=ray`` places
+    the engine replicas and environment copies in Ray actors as ``agentgym train`` does
+    (:func:`build_engine`, :func:`env_factory`); the loop and the store stay here.
+    """
     try:
         env_kwargs = check_config(cfg, command, _run_dir(cfg, create=False))[0]
     except (ConfigError, ValueError, TypeError) as exc:
         _fail(command, exc)
     sampling = _sampling(cfg)
-    engine = build_engine(cfg)
-    return RolloutCollector(
-        cfg.env.id,
-        engine=engine,
-        env_kwargs=env_kwargs,
-        sampling=sampling,
-        num_envs=cfg.num_envs,
-        max_turns=cfg.max_turns,
-        max_context_tokens=cfg.max_context_tokens,
-        expert_kwargs=_container(cfg.engine.kwargs) if engine is None else None,
-        **rollout_options(cfg),
-    ), env_kwargs
+    with ExitStack() as cleanup:  # closed in reverse: collector, engine, runtime
+        runtime = _ray_runtime(cfg)
+        if runtime is not None:
+            cleanup.callback(runtime.close)
+        engine = build_engine(cfg, runtime)
+        if engine is not None:
+            cleanup.callback(engine.close)
+        collector = RolloutCollector(
+            cfg.env.id,
+            engine=engine,
+            env_kwargs=env_kwargs,
+            sampling=sampling,
+            num_envs=cfg.num_envs,
+            max_turns=cfg.max_turns,
+            max_context_tokens=cfg.max_context_tokens,
+            expert_kwargs=_container(cfg.engine.kwargs) if engine is None else None,
+            env_factory=env_factory(runtime),
+            **rollout_options(cfg),
+        )
+        cleanup.callback(collector.close)
+        yield collector, env_kwargs
 
 
 def rollout_options(cfg: DictConfig) -> dict[str, Any]:
@@ -193,13 +234,14 @@ def _report(collector: RolloutCollector, summary: dict[str, Any]) -> None:
 
 def run_rollout(cfg: DictConfig) -> dict[str, Any]:
     """Collect ``cfg.episodes`` episodes (resumable) and write trajectories and a summary."""
-    collector, _ = _prepare(cfg, "rollout")
-    run_dir = _run_dir(cfg)
-    store_run_config(run_dir, _container(cfg))
-    specs = [EpisodeSpec(f"rollout-{cfg.seed}-{i}", seed=cfg.seed + i) for i in range(cfg.episodes)]
-    with TrajectoryStore(run_dir / "trajectories.jsonl") as store:
-        resumed = sum(spec.trajectory_id in store for spec in specs)
-        trajectories = collector.run(specs, store=store, progress=cfg.progress)
+    with _collection(cfg, "rollout") as (collector, _):
+        run_dir = _run_dir(cfg)
+        store_run_config(run_dir, _container(cfg))
+        specs = [EpisodeSpec(f"rollout-{cfg.seed}-{i}", seed=cfg.seed + i)
+                 for i in range(cfg.episodes)]  # fmt: skip
+        with TrajectoryStore(run_dir / "trajectories.jsonl") as store:
+            resumed = sum(spec.trajectory_id in store for spec in specs)
+            trajectories = collector.run(specs, store=store, progress=cfg.progress)
     summary = summarize(trajectories)
     summary.update(
         {"env": cfg.env.id, **policy_record(cfg), "resumed_from": resumed,
@@ -213,7 +255,6 @@ def run_rollout(cfg: DictConfig) -> dict[str, Any]:
         f"{summary['mean_reward']:.3f}, {summary['throughput']['tokens_per_second']} tokens/s "
         f"-> {run_dir}"
     )
-    collector.close()
     return summary
 
 
@@ -227,19 +268,19 @@ def run_eval(cfg: DictConfig) -> dict[str, Any]:
         from agentgym.critique.command import run_critique_eval
 
         return run_critique_eval(cfg)
-    collector, env_kwargs = _prepare(cfg, "eval")
-    uses_split = "split" in env_kwargs
-    tasks = collector.envs[0].unwrapped.tasks
-    run_dir = _run_dir(cfg)
-    store_run_config(run_dir, _container(cfg))
-    specs = [
-        EpisodeSpec(f"eval-{tasks.id_at(i)}", task_id=tasks.id_at(i), seed=cfg.seed + i)
-        for i in range(cfg.episodes)
-    ]
-    with TrajectoryStore(run_dir / "trajectories.jsonl") as store:
-        trajectories = collector.run(specs, store=store, progress=cfg.progress, desc="eval")
+    with _collection(cfg, "eval") as (collector, env_kwargs):
+        uses_split = "split" in env_kwargs
+        tasks = collector.envs[0].unwrapped.tasks
+        run_dir = _run_dir(cfg)
+        store_run_config(run_dir, _container(cfg))
+        task_ids = [tasks.id_at(i) for i in range(cfg.episodes)]
+        specs = [EpisodeSpec(f"eval-{task_id}", task_id=task_id, seed=cfg.seed + i)
+                 for i, task_id in enumerate(task_ids)]  # fmt: skip
+        with TrajectoryStore(run_dir / "trajectories.jsonl") as store:
+            trajectories = collector.run(specs, store=store, progress=cfg.progress, desc="eval")
+        # e.g. TravelPlanner's rates (the environment copy must still be open)
+        metrics = benchmark_metrics(collector.envs[0], trajectories)
     summary = summarize(trajectories)
-    metrics = benchmark_metrics(collector.envs[0], trajectories)  # e.g. TravelPlanner's rates
     if metrics is not None:
         summary["benchmark_metrics"] = metrics
     summary.update(
@@ -259,7 +300,6 @@ def run_eval(cfg: DictConfig) -> dict[str, Any]:
         print(f"  {group}: success {block['success_rate']:.3f} {list(block['success_ci95'])}")
     for line in benchmark_lines(summary.get("benchmark_metrics")):
         print(line)
-    collector.close()
     return summary
 
 
@@ -350,9 +390,7 @@ def _workbench(
     engine_kwargs = dict(_container(cfg.engine.kwargs) or {})
     if runtime is not None:
         # Replicas load the checkpoint themselves and get the weights after every update.
-        engine = runtime.engine_pool(
-            cfg.engine.name, {"model": str(path), **engine_kwargs}, tokenizer=tokenizer
-        )
+        engine = build_engine(cfg, runtime, tokenizer=tokenizer)
     elif cfg.engine.name == "hf":
         # The HF engine generates with the trainer's own model: no weight copy to sync.
         engine = make_engine(
@@ -387,7 +425,7 @@ def _workbench(
         seed=cfg.seed,
         base_model_path=str(path),
         rollout_options=rollout_options(cfg),
-        env_factory=runtime.env_workers.make if runtime is not None else None,
+        env_factory=env_factory(runtime),
     )
 
 

@@ -42,7 +42,7 @@ __all__ = ["COMMAND_KEYS", "ConfigError", "validate_config"]
 COMMAND_KEYS: dict[str, tuple[str, ...]] = {
     "rollout": (
         "env", "engine", "model", "sampling", "episodes", "seed", "num_envs", "max_turns",
-        "max_context_tokens", "run_dir", "progress", "rollout",
+        "max_context_tokens", "run_dir", "progress", "rollout", "distributed",
     ),
     "train": (
         "env", "engine", "model", "trainer", "sampling", "seed", "num_envs", "max_turns",
@@ -52,7 +52,7 @@ COMMAND_KEYS: dict[str, tuple[str, ...]] = {
     "eval": (
         "env", "engine", "model", "sampling", "split", "episodes", "seed", "num_envs",
         "max_turns", "max_context_tokens", "run_dir", "progress", "critic", "critique",
-        "rollout",
+        "rollout", "distributed",
     ),
 }  # fmt: skip
 
@@ -304,7 +304,10 @@ def validate_config(cfg: DictConfig | Mapping[str, Any], command: str) -> None:
     if "distributed" in data:
         from agentgym.distributed import distributed_problems
 
-        problems += distributed_problems(data["distributed"])
+        engine = data.get("engine")
+        problems += distributed_problems(
+            data["distributed"], engine=engine.get("name") if isinstance(engine, Mapping) else None
+        )
     problems += env_problems(data.get("env"))
     problems += engine_problems(data.get("engine"))
     engine_name = (

@@ -52,7 +52,9 @@ __all__ = [
 ]
 
 #: Keys of a rollout/eval config that may differ when a run directory is resumed.
-RESUMABLE_KEYS = ("episodes", "progress", "num_envs", "run_dir")
+#: ``distributed`` says where the episodes run, not which (like ``num_envs``); run
+#: directories from before rollout/eval had the group stored no such key.
+RESUMABLE_KEYS = ("episodes", "progress", "num_envs", "run_dir", "distributed")
 
 #: The config file that a rollout or eval run directory keeps (train's RunDir keeps its own).
 RUN_CONFIG = "config.yaml"

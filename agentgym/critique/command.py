@@ -47,6 +47,12 @@ def critique_config_problems(data: Mapping[str, Any]) -> list[str]:
     valid = ["none", *CRITICS]
     if name not in valid:
         problems.append(f"critic.name={name!r} is not known. Valid: {', '.join(valid)}")
+    distributed = data.get("distributed")
+    if name != "none" and isinstance(distributed, Mapping) and distributed.get("name") == "ray":
+        # The critique search replays episodes in this process, not through the collector.
+        problems.append(
+            f"critic={name} runs in this process only: drop distributed=ray (or use critic=none)"
+        )
     if not isinstance(critic.get("kwargs") or {}, Mapping):
         problems.append("critic.kwargs must be a mapping")
     section = data.get("critique")

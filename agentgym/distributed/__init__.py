@@ -37,6 +37,7 @@ from agentgym.distributed.engine_pool import RayEnginePool, split_evenly, weight
 from agentgym.distributed.env_workers import RayEnvWorkers, RemoteEnv
 
 __all__ = [
+    "REPLICABLE_ENGINES",
     "DistributedConfig",
     "RayEnginePool",
     "RayEnvWorkers",
@@ -110,8 +111,23 @@ class DistributedConfig:
         return cls(**dict(data or {}))
 
 
-def distributed_problems(data: Any) -> list[str]:
-    """Problems with a ``distributed`` section (see :func:`agentgym.config.validate_config`)."""
+#: Engines that ``distributed=ray`` replicates (``expert`` has no engine: only its
+#: environment copies move to the actors).
+REPLICABLE_ENGINES = ("hf", "vllm")
+
+
+def distributed_problems(data: Any, *, engine: str | None = None) -> list[str]:
+    """Problems with a ``distributed`` section (see :func:`agentgym.config.validate_config`).
+
+    ``engine`` is the config's ``engine.name``: ``distributed=ray`` replicates ``hf`` and
+    ``vllm`` engines, runs the expert's environments in actors, and refuses ``openai`` (a
+    server scales itself; its replicas would be HTTP clients of the one server).
+
+    >>> distributed_problems({"name": "ray"}, engine="openai")  # doctest: +ELLIPSIS
+    ['distributed=ray cannot replicate engine=openai (it runs copies of hf or vllm ...']
+    >>> distributed_problems({"name": "ray"}, engine="expert")  # its environments in actors
+    []
+    """
     if data is None:
         return []
     if not isinstance(data, Mapping):
@@ -131,6 +147,12 @@ def distributed_problems(data: Any) -> list[str]:
         DistributedConfig(**{k: v for k, v in data.items() if k in valid})
     except (ValueError, TypeError) as exc:
         problems.append(f"distributed: {exc}")
+    if data.get("name") == "ray" and engine not in (None, "expert", *REPLICABLE_ENGINES):
+        problems.append(
+            f"distributed=ray cannot replicate engine={engine} (it runs copies of "
+            f"{' or '.join(REPLICABLE_ENGINES)} engines): scale the server itself, or use "
+            "distributed=local"
+        )
     return problems
 
 
