@@ -25,7 +25,7 @@ import agentgym.distributed
 from agentgym.commands import run_eval, run_rollout
 from agentgym.core.trajectory import Trajectory, TrajectoryStore
 from agentgym.distributed import RayEnginePool, RayRuntime, RemoteEnv
-from agentgym.preflight import UsageError, check_command_line
+from agentgym.preflight import UsageError, check_command_line, run_dir_problems, store_run_config
 
 ray = pytest.importorskip("ray")
 
@@ -62,6 +62,16 @@ def test_bad_distributed_settings_fail_at_load_time() -> None:
     with pytest.raises(UsageError, match="critic=oracle runs in this process only"):
         check_command_line("eval", "eval", ["distributed=ray", "critic=oracle"])
     check_command_line("eval", "eval", ["distributed=ray", "engine=expert"])  # accepted
+
+
+def test_a_rollout_directory_resumes_under_either_layout(tmp_path: Path) -> None:
+    # Stored before rollout had the group (no `distributed` key), resumed with distributed=ray.
+    stored = {"env": {"id": "agentgym/Calculator-v0", "kwargs": {}}, "seed": 0, "episodes": 4}
+    store_run_config(tmp_path, stored)
+    ray_config = {**stored, "distributed": {"name": "ray", "replicas": 2}}
+    assert run_dir_problems(tmp_path, "rollout", ray_config) == []
+    [problem] = run_dir_problems(tmp_path, "rollout", {**ray_config, "seed": 1})
+    assert "differs in seed" in problem  # what the episodes are still has to match
 
 
 def test_the_command_line_refuses_a_bad_cluster_without_starting_one(tmp_path: Path) -> None:
