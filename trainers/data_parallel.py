@@ -45,6 +45,8 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
+from agentgym.trainers.fsdp import PARALLEL_MODES, device_mesh
+
 __all__ = [
     "DataParallelGroup",
     "current_group",
@@ -92,6 +94,9 @@ class DataParallelGroup:
             use gloo either way.
         device: Where this rank's model lives (gradients are reduced there).
         store_is_hosted: The store already runs (torchrun's agent); connect as a client.
+        parallel: ``"replicate"`` (every rank holds the whole model and optimizer) or
+            ``"fsdp"`` (FSDP2 shards them over the ranks: :mod:`agentgym.trainers.fsdp`;
+            :attr:`mesh` is then the sharding group's ``DeviceMesh``).
     """
 
     def __init__(
@@ -104,9 +109,14 @@ class DataParallelGroup:
         backend: str = "gloo",
         device: torch.device | str = "cpu",
         store_is_hosted: bool = False,
+        parallel: str = "replicate",
     ) -> None:
         if backend not in ("gloo", "nccl"):
             raise ValueError(f"backend must be 'gloo' or 'nccl', got {backend!r}")
+        if parallel not in PARALLEL_MODES:
+            raise ValueError(
+                f"parallel must be one of {', '.join(PARALLEL_MODES)}; got {parallel!r}"
+            )
         if not 0 <= rank < world_size:
             raise ValueError(f"rank {rank} is outside a world of {world_size} processes")
         self.rank = rank
@@ -125,6 +135,12 @@ class DataParallelGroup:
         else:
             self._tensors = self._control
         self._store = store
+        self.parallel = parallel
+        self.mesh: Any = None
+        if parallel == "fsdp":
+            self.mesh = device_mesh(
+                store, rank, world_size, device_type=self.device.type, timeout=_TIMEOUT
+            )
 
     @property
     def is_driver(self) -> bool:
@@ -173,14 +189,17 @@ class DataParallelGroup:
 
     def close(self) -> None:
         """Drop the process groups (the store closes with the last reference)."""
-        self._control = self._tensors = None
+        self._control = self._tensors = self.mesh = None
 
 
-def init_from_environment(device: str = "cpu") -> DataParallelGroup | None:
+def init_from_environment(
+    device: str = "cpu", parallel: str = "replicate"
+) -> DataParallelGroup | None:
     """The group described by torchrun's variables (``RANK``, ``WORLD_SIZE``, ...).
 
     ``None`` in a single process. ``device`` ``"cuda"`` becomes ``cuda:<LOCAL_RANK>`` and
-    selects NCCL for the gradients.
+    selects NCCL for the gradients. ``parallel`` is ``training.parallel``: ``"replicate"``
+    or ``"fsdp"`` (:class:`DataParallelGroup`).
     """
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     if world_size <= 1:
@@ -198,6 +217,7 @@ def init_from_environment(device: str = "cpu") -> DataParallelGroup | None:
         backend="nccl" if on_gpu else "gloo",
         device=f"cuda:{local_rank}" if on_gpu else "cpu",
         store_is_hosted=os.environ.get("TORCHELASTIC_USE_AGENT_STORE") == "True",
+        parallel=parallel,
     )
 
 
@@ -242,6 +262,8 @@ def serve_training(model: torch.nn.Module, group: DataParallelGroup) -> int:
         elif kind == "load":
             _, learner_id, state = message
             learners[learner_id]._load_local(state)
+        elif kind == "state":  # FSDP: the driver gathers the sharded optimizer state
+            learners[message[1]].state_dict()
         else:  # a newer driver speaking a message this worker does not know
             raise RuntimeError(f"training worker {group.rank}: unknown message {kind!r}")
 

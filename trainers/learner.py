@@ -40,6 +40,7 @@ from typing import Any, Literal
 
 import torch
 
+from agentgym.lora_weights import is_lora
 from agentgym.trainers.batching import collate, collate_packed
 from agentgym.trainers.data import TrainingExample
 from agentgym.trainers.data_parallel import (
@@ -47,6 +48,16 @@ from agentgym.trainers.data_parallel import (
     current_group,
     parameter_checksum,
     shard,
+)
+from agentgym.trainers.fsdp import (
+    FSDP_MESSAGE_LORA,
+    clip_sharded_grad_norm_,
+    full_optimizer_state,
+    gather_trained_weights,
+    is_sharded,
+    scatter_full_weights,
+    shard_module,
+    sharded_optimizer_state,
 )
 from agentgym.trainers.objectives import (
     Objective,
@@ -170,7 +181,23 @@ class Learner:
         self.gradient_checkpointing = gradient_checkpointing
         self.prefix_sharing = prefix_sharing
         self.max_tree_tokens = max_tree_tokens
-        self.parameters = [p for p in model.parameters() if p.requires_grad]
+        self.group = current_group() if group == "auto" else group
+        if self.group is not None and self.group.world_size <= 1:
+            self.group = None
+        # FSDP (training.parallel=fsdp): the forward and backward passes run on a sharded
+        # module; self.model stays the full model the rest of the run sees (rollouts,
+        # checkpoints) on the driver, and is the sharded module itself on a worker.
+        self.sharded = self.group is not None and self.group.parallel == "fsdp"
+        self.module = model
+        if self.sharded:
+            assert self.group is not None
+            if is_lora(model):
+                raise ValueError(FSDP_MESSAGE_LORA)
+            if not is_sharded(model):  # a worker's model may be sharded by its last learner
+                self.module = shard_module(model, self.group.mesh, copy_model=self.group.is_driver)
+            if not self.group.is_driver:
+                self.model = self.module
+        self.parameters = [p for p in self.module.parameters() if p.requires_grad]
         self.optimizer = torch.optim.AdamW(
             self.parameters, lr=learning_rate, weight_decay=weight_decay
         )
@@ -179,8 +206,8 @@ class Learner:
         )
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, factor)
         self.steps_done = 0
-        self.group = current_group() if group == "auto" else group
-        if self.group is not None and self.group.world_size > 1:
+        self._scattered: torch.Tensor | None = None  # FSDP: checksum of the weights in the shards
+        if self.group is not None:
             self._id = next(_LEARNER_IDS)
             if self.group.is_driver:  # the workers build the same learner on their model
                 options = {
@@ -192,9 +219,7 @@ class Learner:
                     "max_tree_tokens": max_tree_tokens,
                 }  # fmt: skip
                 self.group.broadcast_object(("learner", self._id, options))
-            self.group.broadcast_parameters(model)
-        else:
-            self.group = None
+            self._share_weights()
 
     @property
     def device(self) -> torch.device:
@@ -254,10 +279,15 @@ class Learner:
         constant: float = 1.0,
     ) -> dict[str, float]:
         """Forward/backward over this rank's share of ``groups``, then the optimizer step."""
-        if self.group is not None:
+        counted = [True] * len(groups)  # False: an FSDP padding pass (see _fsdp_share)
+        if self.sharded:
+            self._scatter_if_changed()
+            groups, counted = self._fsdp_share(groups)
+        elif self.group is not None:
             self._resync_if_diverged()
             costs = [sum(len(example.input_ids) for example in micro) for micro, _ in groups]
             groups = [groups[i] for i in shard(costs, self.group.world_size)[self.group.rank]]
+            counted = [True] * len(groups)
         totals: dict[str, float] = defaultdict(float)
         trained_tokens = input_tokens = 0
         dropout = not getattr(objective, "deterministic", False)
@@ -266,13 +296,13 @@ class Learner:
         # backward pass's recomputation (gradient checkpointing) alike.
         attention = tree_attention if self.prefix_sharing else _unchanged_attention
         with (
-            training_mode(self.model, gradient_checkpointing=checkpointing, dropout=dropout),
-            attention(self.model),
+            training_mode(self.module, gradient_checkpointing=checkpointing, dropout=dropout),
+            attention(self.module),
         ):
-            for micro, micro_weights in groups:
+            for (micro, micro_weights), counts in zip(groups, counted, strict=True):
                 batch = self._collate(micro, micro_weights)
                 stats = token_stats(
-                    self.model,
+                    self.module,
                     batch,
                     temperature=objective.temperature,
                     top_p=objective.top_p,
@@ -280,7 +310,7 @@ class Learner:
                 )
                 if stats.count == 0:
                     continue
-                input_tokens += batch["input_ids"].numel()
+                input_tokens += batch["input_ids"].numel() if counts else 0
                 values = {
                     name: trained_values(batch, name)
                     for name in batch
@@ -289,12 +319,15 @@ class Learner:
                 losses, metrics = objective.token_losses(stats, values)
                 loss = (values["loss_weights"] * losses).sum()
                 loss.backward()
+                if not counts:
+                    continue
                 totals["loss"] += float(loss.detach())
                 for name, value in metrics.items():
                     totals[name] += value * stats.count  # token-weighted means
                 trained_tokens += stats.count
-        if self.group is not None:  # sum gradients and counters over ranks
-            self._reduce_gradients()
+        if self.group is not None:  # sum gradients (FSDP did already) and counters over ranks
+            if not self.sharded:
+                self._reduce_gradients()
             shares = self.group.gather_objects((dict(totals), trained_tokens, input_tokens))
             totals, trained_tokens, input_tokens = defaultdict(float), 0, 0
             for share_totals, share_trained, share_input in shares:
@@ -302,15 +335,19 @@ class Learner:
                     totals[name] += value
                 trained_tokens += share_trained
                 input_tokens += share_input
-        grad_norm = (
-            float(torch.nn.utils.clip_grad_norm_(self.parameters, self.max_grad_norm))
-            if self.max_grad_norm is not None
-            else float("nan")
-        )
+        grad_norm = float("nan")
+        if self.max_grad_norm is not None and self.sharded:
+            grad_norm = clip_sharded_grad_norm_(self.parameters, self.max_grad_norm, self.group)
+        elif self.max_grad_norm is not None:
+            grad_norm = float(torch.nn.utils.clip_grad_norm_(self.parameters, self.max_grad_norm))
         self.optimizer.step()
         self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
         self.steps_done += 1
+        if self.sharded:  # the driver's full model gets the updated weights
+            gather_trained_weights(self.module, self.model if self._is_driver else None)
+            if self._is_driver:
+                self._scattered = parameter_checksum(self.model)
         result = {
             "step": self.steps_done,
             "loss": totals.pop("loss", 0.0),
@@ -323,9 +360,20 @@ class Learner:
         return result
 
     def state_dict(self) -> dict[str, Any]:
-        """Optimizer, schedule and step count (the weights are saved with the model)."""
+        """Optimizer, schedule and step count (the weights are saved with the model).
+
+        Under FSDP the driver gathers the optimizer state whole (its workers take part), so
+        the result has the same layout as a replicated run's and either can resume the other.
+        """
+        if self.sharded:
+            assert self.group is not None
+            if self._is_driver:
+                self.group.broadcast_object(("state", self._id))
+            optimizer = full_optimizer_state(self.optimizer)
+        else:
+            optimizer = self.optimizer.state_dict()
         return {
-            "optimizer": self.optimizer.state_dict(),
+            "optimizer": optimizer,
             "scheduler": self.scheduler.state_dict(),
             "steps_done": self.steps_done,
         }
@@ -338,12 +386,64 @@ class Learner:
 
     # ------------------------------------------------------------- data-parallel --
 
+    @property
+    def _is_driver(self) -> bool:
+        return self.group is None or self.group.is_driver
+
     def _load_local(self, state: dict[str, Any]) -> None:
-        self.optimizer.load_state_dict(state["optimizer"])
+        optimizer = state["optimizer"]
+        if self.sharded:  # every rank got the whole state: keep this rank's slices
+            optimizer = sharded_optimizer_state(optimizer, self.parameters)
+        self.optimizer.load_state_dict(optimizer)
         self.scheduler.load_state_dict(state["scheduler"])
         self.steps_done = int(state["steps_done"])
         if self.group is not None:  # the driver's weights came with the state (a resume)
+            self._share_weights()
+
+    def _share_weights(self) -> None:
+        """Every rank gets the driver's weights (replicas: a broadcast; FSDP: the shards)."""
+        assert self.group is not None
+        if not self.sharded:
             self.group.broadcast_parameters(self.model)
+            return
+        scatter_full_weights(self.module, self.model if self._is_driver else None, self.group.rank)
+        if self._is_driver:
+            self._scattered = parameter_checksum(self.model)
+
+    def _scatter_if_changed(self) -> None:
+        """FSDP: refill the shards if the driver's full weights changed outside a step."""
+        assert self.group is not None
+        changed = torch.zeros(1)
+        if self._is_driver and not torch.equal(parameter_checksum(self.model), self._scattered):
+            changed += 1
+        if self.group.broadcast(changed).item() > 0:
+            self._share_weights()
+
+    def _fsdp_share(
+        self, groups: Sequence[tuple[list[TrainingExample], list[float]]]
+    ) -> tuple[list[tuple[list[TrainingExample], list[float]]], list[bool]]:
+        """This rank's forward passes under FSDP, padded to the busiest rank's count.
+
+        Every forward and backward pass all-gathers each layer's parameters and every
+        backward reduce-scatters its gradients: collectives that all ranks must enter the
+        same number of times, or the job hangs. :func:`shard` balances tokens, not passes,
+        so a rank with fewer passes repeats the step's cheapest pass with zero loss weights
+        (zero gradient, excluded from the metrics; the flags say which passes count). Passes
+        without a trained token are dropped first: they add nothing, and a tree batch
+        without one skips the model entirely, which would unbalance the collectives.
+        """
+        assert self.group is not None
+        groups = [(micro, weights) for micro, weights in groups if _trains_a_token(micro)]
+        costs = [sum(len(example.input_ids) for example in micro) for micro, _ in groups]
+        plan = shard(costs, self.group.world_size)
+        mine = [groups[i] for i in plan[self.group.rank]]
+        counted = [True] * len(mine)
+        padding = max(len(part) for part in plan) - len(mine)
+        if padding:
+            micro, weights = groups[min(range(len(groups)), key=lambda i: (costs[i], i))]
+            mine += [(micro, [0.0] * len(weights))] * padding
+            counted += [False] * padding
+        return mine, counted
 
     def _resync_if_diverged(self) -> None:
         """Broadcast the driver's weights if a rank's differ (changed outside a step)."""
@@ -441,6 +541,11 @@ def score_examples(
 @contextlib.contextmanager
 def _unchanged_attention(model: Any) -> Iterator[None]:
     yield
+
+
+def _trains_a_token(micro_batch: Sequence[TrainingExample]) -> bool:
+    """Whether a forward pass over ``micro_batch`` has a trained token (a predicted label)."""
+    return any(label != -100 for example in micro_batch for label in example.labels[1:])
 
 
 def _micro_batches(
