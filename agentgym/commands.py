@@ -322,7 +322,9 @@ def run_train(cfg: DictConfig) -> list[dict[str, Any]]:
     recipe = getattr(importlib.import_module(module_name), function_name)
     from agentgym.trainers import data_parallel
 
-    group = data_parallel.init_from_environment(cfg.training.device)  # torchrun's ranks
+    group = data_parallel.init_from_environment(  # torchrun's ranks
+        cfg.training.device, cfg.training.get("parallel", "replicate")
+    )
     if group is not None and not group.is_driver:
         return _serve_training(cfg, group)
     data_parallel.set_group(group)

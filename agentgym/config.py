@@ -208,6 +208,7 @@ def sampling_problems(sampling_cfg: Any) -> list[str]:
 def trainer_problems(data: Mapping[str, Any]) -> list[str]:
     """Problems with the ``trainer``, ``sft``, ``eval`` and ``training`` sections of ``train``."""
     from agentgym.trainers import TRAINERS
+    from agentgym.trainers.fsdp import FSDP_MESSAGE_LORA, PARALLEL_MODES
     from agentgym.trainers.lora import LoRAConfig
     from agentgym.trainers.sft import SFTConfig
 
@@ -239,7 +240,16 @@ def trainer_problems(data: Mapping[str, Any]) -> list[str]:
     problems += _unknown_keys("eval", data.get("eval") or {}, ("episodes", "split", "temperature"))
     problems += _positive_int(data.get("eval") or {}, "episodes")
     training = data.get("training") or {}
-    problems += _unknown_keys("training", training, ("device", "dtype", "lora"))
+    problems += _unknown_keys("training", training, ("device", "dtype", "parallel", "lora"))
+    parallel = training.get("parallel", "replicate")
+    if parallel not in PARALLEL_MODES:
+        close = difflib.get_close_matches(str(parallel), PARALLEL_MODES, n=1)
+        hint = f" Did you mean '{close[0]}'?" if close else ""
+        problems.append(
+            f"training.parallel={parallel!r} is not known.{hint} Valid: "
+            f"{', '.join(PARALLEL_MODES)} (how torchrun's ranks share a step: whole "
+            "replicas, or FSDP's shards)"
+        )
     lora = training.get("lora") or {}
     if not isinstance(lora, Mapping):
         problems.append(f"training.lora must be a mapping, got {lora!r}")
@@ -249,6 +259,8 @@ def trainer_problems(data: Mapping[str, Any]) -> list[str]:
             LoRAConfig(**well_typed(LoRAConfig, lora))
         except (ValueError, TypeError) as exc:
             problems.append(f"training.lora: {exc}")
+        if parallel == "fsdp" and lora.get("enabled"):
+            problems.append(FSDP_MESSAGE_LORA)
     if training.get("dtype") not in (None, "float32", "bfloat16", "float16"):
         problems.append(
             f"training.dtype={training.get('dtype')!r}: use float32, bfloat16 or float16"

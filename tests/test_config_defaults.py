@@ -25,6 +25,7 @@ from agentgym.critique.testtime import TestTimeConfig
 from agentgym.engines import ENGINES
 from agentgym.engines.base import SamplingParams
 from agentgym.trainers import TRAINERS
+from agentgym.trainers.data_parallel import init_from_environment
 from agentgym.trainers.lora import LoRAConfig
 from agentgym.trainers.sft import SFTConfig
 
@@ -114,6 +115,9 @@ def _all_differences() -> list[tuple[str, str, Any, Any]]:
     )
     differences += _compare(
         "train.yaml", "expert.", train["expert"], _defaults(ErrorInjectingExpert)
+    )
+    differences += _compare(  # training.device and training.parallel
+        "train.yaml", "training.", train["training"], _defaults(init_from_environment)
     )
     critique = dict(_load("eval.yaml")["critique"])
     critique["ns"] = critique.pop("n")

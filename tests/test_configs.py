@@ -93,3 +93,21 @@ def test_a_typo_fails_with_every_problem_listed() -> None:
     assert "Did you mean 'episodes'?" in problems[0]
     assert any("Did you mean 'agentgym/Calculator-v0'?" in p for p in problems)
     assert any("Did you mean 'tensor_parallel_size'?" in p for p in problems)
+
+
+def test_training_parallel_is_checked_at_load() -> None:
+    # A typo names the fix; FSDP with LoRA is refused (the adapters leave nothing to shard).
+    with initialize_config_module("agentgym.configs", version_base="1.3"):
+        fsdp = compose(config_name="train", overrides=["training.parallel=fsdp"])
+        typo = compose(config_name="train", overrides=["training.parallel=fdsp"])
+        lora = compose(
+            config_name="train",
+            overrides=["training.parallel=fsdp", "training.lora.enabled=true"],
+        )
+    validate_config(fsdp, "train")
+    with pytest.raises(ConfigError) as excinfo:
+        validate_config(typo, "train")
+    assert "training.parallel='fdsp' is not known. Did you mean 'fsdp'?" in str(excinfo.value)
+    with pytest.raises(ConfigError) as excinfo:
+        validate_config(lora, "train")
+    assert "training.parallel=fsdp does not support LoRA" in str(excinfo.value)

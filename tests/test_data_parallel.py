@@ -193,23 +193,40 @@ TRAIN = [
 ]  # fmt: skip
 
 
-def test_torchrun_train_matches_one_process(tmp_path: Path) -> None:
-    """`torchrun --nproc_per_node=2 -m agentgym.cli train` == `agentgym train`, rank 0 writes."""
+@pytest.fixture(scope="module")
+def one_process_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """`agentgym train` in one process: the run directory both torchrun modes must match."""
+    import subprocess
+    import sys
+
+    single = tmp_path_factory.mktemp("single") / "run"
+    one = subprocess.run(
+        [sys.executable, "-m", "agentgym.cli", "train", *TRAIN, f"run_dir={single}"],
+        capture_output=True, text=True, timeout=600, cwd=single.parent,
+    )  # fmt: skip
+    assert one.returncode == 0, one.stderr[-3000:]
+    return single
+
+
+@pytest.mark.parametrize("mode", ["replicate", "fsdp"])
+def test_torchrun_train_matches_one_process(
+    mode: str, one_process_run: Path, tmp_path: Path
+) -> None:
+    """`torchrun --nproc_per_node=2 -m agentgym.cli train` == `agentgym train`, rank 0 writes.
+
+    With ``training.parallel=fsdp`` the driver's rollouts (the HF engine generates with the
+    driver's full model), evaluation and checkpoints see the weights gathered from the shards.
+    """
     import subprocess
     import sys
 
     from transformers import AutoModelForCausalLM as Model
 
     torchrun = Path(sys.executable).with_name("torchrun")
-    single, parallel = tmp_path / "single", tmp_path / "parallel"
-    one = subprocess.run(
-        [sys.executable, "-m", "agentgym.cli", "train", *TRAIN, f"run_dir={single}"],
-        capture_output=True, text=True, timeout=600, cwd=tmp_path,
-    )  # fmt: skip
-    assert one.returncode == 0, one.stderr[-3000:]
+    single, parallel = one_process_run, tmp_path / "parallel"
     two = subprocess.run(
         [str(torchrun), "--nproc_per_node=2", f"--master_port={_free_port()}", "-m",
-         "agentgym.cli", "train", *TRAIN, f"run_dir={parallel}"],
+         "agentgym.cli", "train", *TRAIN, f"training.parallel={mode}", f"run_dir={parallel}"],
         capture_output=True, text=True, timeout=600, cwd=tmp_path,
     )  # fmt: skip
     assert two.returncode == 0, two.stderr[-3000:]
