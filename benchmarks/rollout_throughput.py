@@ -21,7 +21,10 @@ one ``VLLMEngine``:
 
 Raw runs use ``ignore_eos`` with ``min_tokens = max_tokens = `` the recorded length, so
 they generate exactly the recorded number of tokens, and start with a cold prefix cache,
-as does every collector run. They are unseeded: vLLM 0.32 on CPU fails ("CPU Generator does
+as does every collector run. Before each environment's runs a discarded synchronous
+collector pass warms the engine up at the run's batch sizes (``--no-warmup`` skips it), so
+that the first measured run does not pay for the first batches of a new size.
+Raw runs are unseeded: vLLM 0.32 on CPU fails ("CPU Generator does
 not use offset") when a seeded request's prefill is split over steps, which the one-call
 run of long CodeExec prompts causes. Tokens/s counts generated tokens over wall time; the ratios
 divide by (s). Optionally (``--hf``) the HF engine's batched collector and one episode at a
@@ -207,6 +210,12 @@ def measure_env(vllm_engine: Any, env_id: str, args: argparse.Namespace) -> dict
     results: dict[str, Any] = {}
     llm = vllm_engine.llm
 
+    if args.warmup:
+        # A discarded pass at the run's own batch sizes: the first batches of a new size
+        # pay for allocation and kernel selection, which would otherwise fall on whichever
+        # run goes first (the synchronous collector).
+        llm.reset_prefix_cache()
+        run_collector(vllm_engine, args, env_id, mode="sync", num_envs=args.num_envs)
     sync_recorder = RecordingEngine(vllm_engine)
     llm.reset_prefix_cache()
     results["b_collector_sync"] = run_collector(
@@ -244,6 +253,12 @@ def main() -> None:
     parser.add_argument("--max-tokens", type=int, default=48)
     parser.add_argument("--max-turns", type=int, default=4)
     parser.add_argument("--kv-cache-gb", type=float, default=2.0, help="vLLM's KV cache on CPU")
+    parser.add_argument(
+        "--no-warmup",
+        dest="warmup",
+        action="store_false",
+        help="skip the discarded collector pass that precedes each environment's runs",
+    )
     parser.add_argument("--hf", action="store_true", help="also the HF engine (slow on CPU)")
     parser.add_argument("--skip-hf-sequential", action="store_true")
     parser.add_argument("--output", default=None, help="write the results as JSON here")
