@@ -25,6 +25,15 @@ group), so that an in-process vLLM engine on the driver, which sets up a one-pro
 default group of its own, does not collide with it. Gradients travel over gloo on CPU and
 NCCL on GPUs; control messages (the step's examples) always over gloo.
 
+That is the default, ``training.parallel=replicate``: every rank holds the whole model and
+AdamW state. ``training.parallel=fsdp`` shards parameters, gradients and optimizer state
+over the ranks with torch's FSDP2 (:mod:`agentgym.trainers.fsdp`): step 2's backward
+passes reduce-scatter the gradients, step 3 steps each rank's slice of AdamW, a rank with
+fewer passes than another repeats one with zero loss weights (FSDP's collectives need the
+same number of passes on every rank), and the driver gathers the updated weights into its
+full model after the step. The sharding group is registered with ``torch.distributed``
+(FSDP needs that), the driver's default group stays a one-process one for vLLM.
+
 Example (one process: no group, nothing changes):
     >>> import os
     >>> "WORLD_SIZE" in os.environ or init_from_environment() is None
