@@ -9,9 +9,11 @@ micro-batches of two examples:
 * ``setup_s``: building the learner (FSDP: the sharded copy and the scatter of the weights);
 * ``peak_rss_mb`` per rank: the process's peak resident memory (``ru_maxrss``), model load
   included: every rank loads the full checkpoint before it shards it;
-* ``training_state_mb`` on the driver: parameters, gradients (as large) and AdamW moments it
-  holds for training (its shards under FSDP), plus its full model when FSDP keeps one;
-  ``parameters_mb`` on a worker: the parameters it holds after the step (its shards);
+* ``training_state_mb`` per rank: parameters, gradients (counted as large as the parameters)
+  and AdamW moments it holds for training (its shards under FSDP), plus the driver's full
+  model when FSDP keeps one;
+* ``resident_after_step_mb`` per rank: resident memory right after the step, once Python's
+  and glibc's free lists are returned (what the rank keeps between steps);
 * ``max_abs_weight_difference``: against the one-process weights.
 
 Writes a JSON report (``--out``) and prints it::
@@ -22,6 +24,8 @@ Writes a JSON report (``--out``) and prints it::
 from __future__ import annotations
 
 import argparse
+import ctypes
+import gc
 import json
 import random
 import resource
@@ -56,6 +60,20 @@ def _megabytes(tensors: Any) -> float:
     return total / 2**20
 
 
+def _resident_mb() -> int:
+    """This process's resident memory after handing freed heap pages back to the system.
+
+    Without ``malloc_trim`` glibc keeps freed blocks (FSDP frees and reallocates per-layer
+    buffers all the time), so the resident size would show the allocator's free lists.
+    """
+    gc.collect()
+    ctypes.CDLL("libc.so.6").malloc_trim(0)
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) // 1024
+    return -1
+
+
 def _training_state_mb(learner: Any) -> float:
     """Parameters + gradients (as large as the parameters) + AdamW moments held by this rank."""
     moments = [v for s in learner.optimizer.state.values() for k, v in s.items() if k != "step"]
@@ -85,8 +103,12 @@ def _rank(rank: int, world_size: int, parallel: str | None, args: Any, port: int
     model = AutoModelForCausalLM.from_pretrained(resolve_model(args.model), dtype=torch.float32)
     report: dict[str, Any] = {}
     if group is not None and rank != 0:
-        serve_training(model, group)  # FSDP: ``model`` is now this rank's shards
-        report["parameters_mb"] = round(_megabytes(model.parameters()), 1)
+
+        def measure(learner: Any) -> None:
+            report["training_state_mb"] = round(_training_state_mb(learner), 1)
+            report["resident_after_step_mb"] = _resident_mb()
+
+        serve_training(model, group, on_step=measure)
     else:
         set_group(group)
         try:
@@ -100,6 +122,7 @@ def _rank(rank: int, world_size: int, parallel: str | None, args: Any, port: int
             report["step_s"] = round(time.perf_counter() - started, 3)
             report["loss"] = metrics["loss"]
             report["training_state_mb"] = round(_training_state_mb(learner), 1)
+            report["resident_after_step_mb"] = _resident_mb()
         finally:
             stop_workers(group)
             set_group(None)

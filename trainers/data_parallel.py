@@ -48,7 +48,7 @@ import datetime
 import io
 import os
 import pickle
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
@@ -247,10 +247,16 @@ def stop_workers(group: DataParallelGroup | None) -> None:
         group.broadcast_object(("stop",))
 
 
-def serve_training(model: torch.nn.Module, group: DataParallelGroup) -> int:
+def serve_training(
+    model: torch.nn.Module,
+    group: DataParallelGroup,
+    on_step: Callable[[Any], None] | None = None,
+) -> int:
     """A training worker's loop: build learners and run step shares until the driver stops.
 
-    Returns the number of optimizer steps taken.
+    ``on_step`` is called with the worker's learner after each of its steps
+    (``benchmarks/fsdp_step.py`` measures a worker's memory there). Returns the number of
+    optimizer steps taken.
     """
     from agentgym.trainers.learner import Learner
 
@@ -268,6 +274,8 @@ def serve_training(model: torch.nn.Module, group: DataParallelGroup) -> int:
             _, learner_id, plan, objective, constant = message
             learners[learner_id]._run_step(plan, objective, constant=constant)
             steps += 1
+            if on_step is not None:
+                on_step(learners[learner_id])
         elif kind == "load":
             _, learner_id, state = message
             learners[learner_id]._load_local(state)
