@@ -88,14 +88,6 @@ def test_the_command_line_refuses_a_bad_cluster_without_starting_one(tmp_path: P
 # ---------------------------------------------------------------- on a cluster --
 
 
-@pytest.fixture(scope="module")
-def cluster():
-    ray.init(num_cpus=2, include_dashboard=False, object_store_memory=200 * 2**20,
-             log_to_driver=False)  # fmt: skip
-    yield
-    ray.shutdown()
-
-
 class _Recording(RayRuntime):
     """A runtime that keeps what the command built with it, to look at afterwards."""
 
@@ -124,7 +116,7 @@ class _Recording(RayRuntime):
 
 
 @pytest.fixture
-def recording(cluster, monkeypatch: pytest.MonkeyPatch) -> list[_Recording]:
+def recording(ray_cluster, monkeypatch: pytest.MonkeyPatch) -> list[_Recording]:
     _Recording.opened = []
     monkeypatch.setattr(agentgym.distributed, "RayRuntime", _Recording)
     return _Recording.opened

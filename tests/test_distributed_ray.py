@@ -105,15 +105,7 @@ def test_train_with_ray_replicas_syncs_and_resumes(tmp_path: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def cluster():
-    ray.init(num_cpus=2, include_dashboard=False, object_store_memory=200 * 2**20,
-             log_to_driver=False)  # fmt: skip
-    yield
-    ray.shutdown()
-
-
-@pytest.fixture(scope="module")
-def pool(cluster):
+def pool(ray_cluster):
     from agentgym.distributed import RayEnginePool
 
     engine = RayEnginePool("hf", {"model": TINY}, replicas=2, weight_chunk_mb=1)
@@ -176,7 +168,7 @@ def test_weight_broadcast_reaches_every_replica_and_is_verified(pool) -> None:
 
 
 @pytest.mark.slow
-def test_environments_in_actors_give_the_local_trajectories(cluster) -> None:
+def test_environments_in_actors_give_the_local_trajectories(ray_cluster) -> None:
     workers = RayEnvWorkers(2)
     specs = [EpisodeSpec(f"ep-{i}", seed=i) for i in range(5)]
     try:
@@ -212,7 +204,7 @@ class RollouterPair:
 
 
 @pytest.mark.slow
-def test_remote_environment_errors_are_the_environments_own(cluster) -> None:
+def test_remote_environment_errors_are_the_environments_own(ray_cluster) -> None:
     workers = RayEnvWorkers(1)
     try:
         env = workers.make("agentgym/Calculator-v0", {})
@@ -230,7 +222,7 @@ def test_remote_environment_errors_are_the_environments_own(cluster) -> None:
 
 
 @pytest.mark.slow
-def test_a_vllm_replica_generates_and_takes_broadcast_weights(cluster) -> None:
+def test_a_vllm_replica_generates_and_takes_broadcast_weights(ray_cluster) -> None:
     """One vLLM replica (two would be two vLLM engines at once on a small CI machine)."""
     pytest.importorskip("vllm")
     from transformers import AutoModelForCausalLM
