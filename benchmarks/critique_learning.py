@@ -678,11 +678,19 @@ def schedule(seeds: Sequence[int]) -> list[tuple[int, str, str]]:
 
 
 def report_finished(
-    steps: Sequence[tuple[int, str, str]], protocol: Protocol, args: argparse.Namespace, out: Path
+    steps: Sequence[tuple[int, str, str]],
+    protocol: Protocol,
+    args: argparse.Namespace,
+    out: Path,
+    new_seconds: dict[str, float] | None = None,
 ) -> None:
-    """The report of every run that has finished, starting nothing (while the study runs)."""
+    """The report of every run that has finished, starting nothing (while the study runs).
+
+    Wall times come from the earlier report in ``out``, updated with ``new_seconds``.
+    """
     earlier = out / "results.json"
     seconds = json.loads(earlier.read_text())["meta"]["seconds"] if earlier.exists() else {}
+    seconds.update(new_seconds or {})
     runs: dict[str, dict[str, Any]] = {}
     finished = 0
     for seed, kind, name in steps:
@@ -727,6 +735,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--worker", choices=["oracle", "trained", "refine-stats"],
                         help=argparse.SUPPRESS)  # fmt: skip
     parser.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
+    parser.add_argument("--only", nargs="+", choices=sorted({name for _, name in PLAN}),
+                        help="run only these steps of the schedule (e.g. to run another "
+                        "seed's critic beside this one); the report still covers every run "
+                        "that has finished")  # fmt: skip
     parser.add_argument("--report-only", action="store_true",
                         help="rewrite the report from finished runs; start none")  # fmt: skip
     args = parser.parse_args(argv)
@@ -742,7 +754,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     if args.report_only:
         report_finished(steps, protocol, args, out)
         return
-    for step, (seed, kind, name) in enumerate(steps, start=1):
+    todo = [s for s in steps if args.only is None or s[2] in args.only]
+    for step, (seed, kind, name) in enumerate(todo, start=1):
         started = time.perf_counter()
         if kind == "testtime":
             reports = run_testtime(name, seed, args)
@@ -750,6 +763,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         else:
             runs.setdefault(name, {})[str(seed)] = run_training(name, seed, protocol, args)
         seconds[f"{kind}-{name}-seed{seed}"] = round(time.perf_counter() - started, 1)
+        if args.only:  # the other runs are not in `runs`: report every finished one
+            report_finished(steps, protocol, args, out, seconds)
+            continue
         meta = {"protocol": asdict(protocol), "env_kwargs": ENV_KWARGS, "seeds": args.seeds,
                 "plan": steps, "seconds": seconds, "complete": step == len(steps)}  # fmt: skip
         write_report(runs, meta, out)  # a partial report after every run
