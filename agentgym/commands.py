@@ -70,8 +70,18 @@ def env_factory(runtime: Any) -> Any:
 
 
 def _sampling(cfg: DictConfig) -> SamplingParams:
+    """The run's sampling settings; the run's ``seed`` shifts ``sampling.seed``.
+
+    Every per-turn sampling seed derives from ``sampling.seed`` and the episode's id, and
+    the trainers' episode ids name the task, not the run: without the shift, runs that
+    differ only in ``seed`` sampled the very same completions from the same model (a
+    study's "second seed" repeated the first). ``seed=0`` keeps ``sampling.seed`` itself,
+    so seed-0 runs sample as before; ``sampling.seed=null`` stays unseeded.
+    """
     values = dict(_container(cfg.sampling))
     values["stop"] = tuple(values.get("stop") or ())
+    if values.get("seed") is not None and cfg.get("seed") is not None:
+        values["seed"] = int(values["seed"]) + int(cfg.seed)
     return SamplingParams(**values)
 
 
