@@ -26,7 +26,7 @@ from typing import Any
 from omegaconf import DictConfig
 
 from agentgym.critique.critics import CRITICS, Critic, ModelCritic, make_critic
-from agentgym.critique.testtime import TestTimeConfig, TestTimeResult, run_seed, run_test_time
+from agentgym.critique.testtime import TestTimeConfig, TestTimeResult, run_test_time
 
 __all__ = ["CRITIQUE_KEYS", "critique_config_problems", "run_critique_eval"]
 
@@ -113,10 +113,8 @@ def run_critique_eval(cfg: DictConfig) -> dict[str, Any]:
     section = _container(cfg.critique)
     try:
         validate_config(cfg, "eval")
+        # _sampling shifts sampling.seed by the run's seed, so `seed=` varies the proposals.
         sampling = _sampling(cfg).with_(temperature=float(section["temperature"]))
-        # The run's seed must vary the proposals: sampling.seed alone is fixed (greedy: 0),
-        # so `seed=1` used to repeat `seed=0`'s samples exactly.
-        sampling = sampling.with_(seed=run_seed(sampling.seed, cfg.seed))
         config = TestTimeConfig(ns=tuple(section["n"]), rounds=section["rounds"],
                                 feedback=section["feedback"],
                                 max_steps=section.get("max_steps"))  # fmt: skip

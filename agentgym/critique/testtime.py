@@ -165,15 +165,6 @@ def _seed(base: int | None, *parts: object) -> int:
     )
 
 
-def run_seed(sampling_seed: int | None, seed: int) -> int:
-    """The sampling seed of a test-time run: ``sampling_seed`` mixed with the run's ``seed``.
-
-    >>> run_seed(0, 0) == run_seed(0, 0) != run_seed(0, 1)
-    True
-    """
-    return _seed(sampling_seed, "run", seed)
-
-
 class _Search:
     """The lanes of one run and the states they share."""
 
