@@ -201,9 +201,31 @@ def write_report(rows: list[dict[str, Any]], meta: dict[str, Any], runs: Any, ou
             seeds = ", ".join(f"{v:.3f}" for _, v in sorted(block["per_seed"].items()))
             cells += [f"{block['success_rate']:.3f}", f"[{low:.3f}, {high:.3f}]", seeds]
         lines.append(f"| {row['label']} | " + " | ".join(cells) + " |")
-    lines += ["", "Wall time per run (s): " + json.dumps(meta["seconds"]), ""]
+    lines += ["", *signal_lines(runs), ""]
+    lines += ["Wall time per run (s): " + json.dumps(meta["seconds"]), ""]
     (out / "results.md").write_text("\n".join(lines))
     plot(rows, out / "envtune_learning.png")
+
+
+def signal_lines(runs: dict[str, dict[Any, dict[str, Any]]]) -> list[str]:
+    """How much each policy-gradient run had to learn from: groups with reward variance
+    (kept) out of all sampled groups, and optimizer steps taken, per seed."""
+    lines = []
+    for method, by_seed in runs.items():
+        cells = []
+        for seed, run in sorted(by_seed.items(), key=lambda item: int(item[0])):
+            updates = list(run.get("updates", {}).values())
+            if not updates or "groups_kept" not in updates[0]:
+                continue
+            kept = sum(u["groups_kept"] for u in updates)
+            total = sum(u["groups"] for u in updates)
+            steps = sum(u.get("optimizer_steps", 0) for u in updates)
+            cells.append(f"seed {seed}: {kept}/{total} groups kept, {steps} optimizer steps")
+        if cells:
+            lines.append(f"- {LABELS[method]}: " + "; ".join(cells))
+    if lines:
+        lines.insert(0, "Training signal (groups whose sampled rewards differ are kept):")
+    return lines
 
 
 def plot(rows: list[dict[str, Any]], path: Path) -> None:
@@ -242,9 +264,17 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--out", default="docs/results/envtune")
     parser.add_argument("--runs", default="runs/envtune_study")
     parser.add_argument("--progress", action="store_true")
+    parser.add_argument("--report-only", action="store_true",
+                        help="rewrite results.md and the plot from --out's results.json "
+                             "(its recorded wall times kept); run nothing")  # fmt: skip
     args = parser.parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    if args.report_only:
+        saved = json.loads((out / "results.json").read_text())
+        write_report(table(saved["runs"]), saved["meta"], saved["runs"], out)
+        print((out / "results.md").read_text())
+        return
     runs: dict[str, dict[int, dict[str, Any]]] = {m: {} for m in args.methods}
     for seed in args.seeds:
         for method in ["sft", *[m for m in args.methods if m != "sft"]]:
