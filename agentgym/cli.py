@@ -110,7 +110,8 @@ def _run_hydra(command: str, argv: Sequence[str]) -> int:
         # Before Hydra creates any directory: typos, wrong types, model=<path>, run_dir.
         argv = rewrite_overrides(command, argv)
         if int(os.environ.get("RANK", "0")) == 0:  # other ranks run rank 0's checked config
-            check_command_line(command, config_name, argv)
+            for note in check_command_line(command, config_name, argv):
+                print(f"agentgym {command}: {note}", file=sys.stderr)
     except UsageError as exc:
         print(f"agentgym {command}: {exc}", file=sys.stderr)
         return 2

@@ -44,11 +44,13 @@ from agentgym.core.durable import FileLock, LockHeldError, write_atomic
 __all__ = [
     "RESUMABLE_KEYS",
     "UsageError",
+    "backfilled",
     "check_run_dir",
     "config_groups",
     "rewrite_overrides",
     "run_dir_problems",
     "store_run_config",
+    "upgrade_stored_config",
 ]
 
 #: Keys of a rollout/eval config that may differ when a run directory is resumed.
@@ -273,6 +275,92 @@ def _train_config_problems(path: Path, config: Mapping[str, Any]) -> list[str]:
     return []
 
 
+#: The stored config as it was before :func:`upgrade_stored_config` first added keys to it.
+PRE_UPGRADE_CONFIG = "config.pre-upgrade.yaml"
+_ABSENT = object()
+
+
+def backfilled(
+    stored: Mapping[str, Any], given: Mapping[str, Any], defaults: Mapping[str, Any]
+) -> tuple[dict[str, Any], list[str]]:
+    """``stored`` plus the keys it lacks whose ``given`` value is the ``defaults`` value.
+
+    Returns the completed copy and the dotted keys added. Keys are compared leaf by leaf: a
+    section the stored config lacks is added only where the given values are the defaults.
+
+    >>> stored = {"seed": 0, "rollout": {"episodes": 4}}
+    >>> given = {"seed": 0, "rollout": {"episodes": 4, "mode": "async", "workers": 2},
+    ...          "parallel": "replicate"}
+    >>> defaults = {"seed": 1, "rollout": {"episodes": 8, "mode": "async", "workers": 1},
+    ...             "parallel": "replicate"}
+    >>> backfilled(stored, given, defaults)
+    ({'seed': 0, 'rollout': {'episodes': 4, 'mode': 'async'}, 'parallel': 'replicate'}, \
+['rollout.mode', 'parallel'])
+    """
+    from agentgym.trainers.run.config import same_value  # NaN == NaN, True != 1
+
+    completed = dict(stored)
+    added: list[str] = []
+    for key, value in given.items():
+        default = defaults.get(key, _ABSENT) if isinstance(defaults, Mapping) else _ABSENT
+        if key in stored:
+            if isinstance(stored[key], Mapping) and isinstance(value, Mapping):
+                inner, inner_added = backfilled(stored[key], value, default)  # type: ignore[arg-type]
+                completed[key] = inner
+                added += [f"{key}.{name}" for name in inner_added]
+        elif isinstance(value, Mapping) and value and isinstance(default, Mapping):
+            inner, inner_added = backfilled({}, value, default)
+            if inner_added:
+                completed[key] = inner
+                added += [f"{key}.{name}" for name in inner_added]
+        elif default is not _ABSENT and same_value(value, default):
+            completed[key] = value
+            added.append(str(key))
+    return completed, added
+
+
+def upgrade_stored_config(
+    path: str | os.PathLike[str],
+    command: str,
+    config: Mapping[str, Any],
+    defaults: Mapping[str, Any],
+) -> list[str]:
+    """Give a run directory's stored config the keys it predates, at their defaults.
+
+    A run directory keeps the config it started with, and a resume must give the same one.
+    When a later agentgym adds a config key (``rollout.mode``, ``training.parallel``), no
+    command line can leave that key out, so without this a directory started before the key
+    existed could never be resumed. A key the stored config lacks is added to it when the
+    resumed run's value is the packaged default for the same config groups (``defaults``):
+    the run goes on with what a new run would get, and the user passes nothing new. A key
+    set to anything else stays missing, so the resume is refused as before, naming it. The
+    first upgrade keeps the original file as ``config.pre-upgrade.yaml``. A directory that
+    another run holds, or that cannot be written, is left alone.
+
+    Returns the dotted keys added (empty: nothing to do).
+    """
+    path = Path(path).expanduser()
+    stored_file = path / RUN_CONFIG
+    if not stored_file.is_file() or _locked(path / _LOCK_FILES[command]):
+        return []
+    try:
+        text = stored_file.read_text()
+        stored = yaml.safe_load(text) or {}
+        # Compare as stored: YAML types.
+        given, packaged = (yaml.safe_load(yaml.safe_dump(dict(c))) for c in (config, defaults))
+        completed, added = backfilled(stored, given, packaged)
+        if added:
+            original = path / PRE_UPGRADE_CONFIG
+            if not original.exists():
+                write_atomic(original, text)
+            write_atomic(
+                stored_file, yaml.safe_dump(completed, sort_keys=False, allow_unicode=True)
+            )
+    except (OSError, yaml.YAMLError):
+        return []  # the resume check then explains what differs
+    return added
+
+
 def check_run_dir(
     path: str | os.PathLike[str], command: str, config: Mapping[str, Any] | None = None
 ) -> None:
@@ -320,16 +408,23 @@ def _check_grammar(overrides: Sequence[str]) -> None:
             ) from None
 
 
-def check_command_line(command: str, config_name: str, overrides: Sequence[str]) -> None:
+def check_command_line(command: str, config_name: str, overrides: Sequence[str]) -> list[str]:
     """Compose the config as Hydra will and check it (:func:`agentgym.commands.check_config`).
+
+    A run directory started before some of today's config keys existed first gets them at
+    their defaults (:func:`upgrade_stored_config`).
+
+    Returns:
+        Notes for the user (the keys added to a resumed run's stored config).
 
     Raises:
         UsageError: Every mistake, with its fix (the config's problems all listed at once).
     """
     if any(argument.split("=", 1)[0] in _NO_PREFLIGHT for argument in overrides):
-        return
+        return []
     from hydra import compose, initialize_config_module
     from hydra.errors import HydraException
+    from omegaconf import OmegaConf
     from omegaconf.errors import OmegaConfBaseException
 
     from agentgym.commands import check_config
@@ -339,9 +434,30 @@ def check_command_line(command: str, config_name: str, overrides: Sequence[str])
     try:
         with initialize_config_module("agentgym.configs", version_base="1.3"):
             cfg = compose(config_name, overrides=list(overrides))
+            defaults = compose(config_name, overrides=_group_choices(overrides))
     except (HydraException, OmegaConfBaseException) as exc:
         raise UsageError(str(exc).strip()) from None
+    notes = []
     try:
+        container, packaged = (OmegaConf.to_container(c, resolve=True) for c in (cfg, defaults))
+        added = upgrade_stored_config(cfg.run_dir, command, container, packaged)  # type: ignore[arg-type]
+        if added:
+            notes.append(
+                f"run_dir={cfg.run_dir} was started before agentgym had "
+                f"{', '.join(added)}; resuming with their defaults (added to its config.yaml; "
+                f"the original is kept in {PRE_UPGRADE_CONFIG})"
+            )
         check_config(cfg, command)
     except (ConfigError, ValueError, TypeError) as exc:
         raise UsageError(str(exc)) from None
+    return notes
+
+
+def _group_choices(overrides: Sequence[str]) -> list[str]:
+    """The overrides that pick a config group's option (``trainer=grpo``), nothing else.
+
+    >>> _group_choices(["trainer=grpo", "++seed=3", "model.name=/ckpt", "+critic=oracle"])
+    ['trainer=grpo', '+critic=oracle']
+    """
+    groups = config_groups()
+    return [o for o in overrides if o.split("=", 1)[0].lstrip("+~").split("@")[0] in groups]

@@ -284,6 +284,69 @@ def test_busy_or_different_train_run_dir(tmp_path: Path) -> None:
     assert "was started with a different config (differs in seed); resume" in problem
 
 
+def _drop(config: dict[str, Any], *dotted: str) -> dict[str, Any]:
+    """A copy of ``config`` without the dotted keys: a config stored by an older agentgym."""
+    import copy
+
+    old = copy.deepcopy(config)
+    for key in dotted:
+        *parents, leaf = key.split(".")
+        node = old
+        for parent in parents:
+            node = node[parent]
+        del node[leaf]
+    return old
+
+
+def test_a_train_run_started_before_a_config_key_existed_resumes_at_its_default(
+    tmp_path: Path,
+) -> None:
+    from agentgym.preflight import PRE_UPGRADE_CONFIG, check_command_line
+
+    overrides = rewrite_overrides("train", ["engine=hf", f"run_dir={tmp_path}"])
+    old = _drop(_train_config(tmp_path), "rollout", "training.parallel", "distributed")
+    original = yaml.safe_dump(old, sort_keys=False)
+    (tmp_path / "config.yaml").write_text(original)
+
+    (note,) = check_command_line("train", "train", overrides)
+
+    assert "was started before agentgym had distributed.name, rollout." in note
+    assert "training.parallel; resuming with their defaults" in note
+    stored = yaml.safe_load((tmp_path / "config.yaml").read_text())
+    assert stored["rollout"]["mode"] == "async" and stored["training"]["parallel"] == "replicate"
+    assert (tmp_path / PRE_UPGRADE_CONFIG).read_text() == original
+    assert run_dir_problems(tmp_path, "train", _train_config(tmp_path)) == []
+    assert check_command_line("train", "train", overrides) == []  # already upgraded
+
+
+def test_a_new_key_set_off_its_default_still_refuses_an_older_run_dir(tmp_path: Path) -> None:
+    from agentgym.preflight import PRE_UPGRADE_CONFIG, check_command_line
+
+    old = _drop(_train_config(tmp_path), "rollout")
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(old, sort_keys=False))
+    overrides = rewrite_overrides(
+        "train", ["engine=hf", f"run_dir={tmp_path}", "rollout.mode=sync"]
+    )
+    with pytest.raises(UsageError, match=r"differs in rollout\.mode\)"):
+        check_command_line("train", "train", overrides)
+    stored = yaml.safe_load((tmp_path / "config.yaml").read_text())
+    assert "mode" not in stored["rollout"]  # the other rollout keys are at their defaults
+    assert (tmp_path / PRE_UPGRADE_CONFIG).exists()
+
+
+def test_a_rollout_run_dir_from_an_older_agentgym_resumes(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    base = ("rollout", "episodes=2", "progress=false", f"run_dir={tmp_path}")
+    assert _run(capsys, *base)[0] == 0
+    stored = yaml.safe_load((tmp_path / "config.yaml").read_text())
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(_drop(stored, "rollout")))
+    code, err = _run(capsys, *base, "episodes=3")
+    assert code == 0, err
+    assert "was started before agentgym had rollout.env_workers" in err
+    assert len((tmp_path / "trajectories.jsonl").read_text().splitlines()) == 3
+
+
 def test_resuming_a_rollout_with_another_config(
     capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
