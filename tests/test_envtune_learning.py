@@ -74,7 +74,8 @@ def test_report_only_rebuilds_the_same_report_from_results_json(tmp_path: Path) 
     first = (tmp_path / "results.md").read_text()
     (tmp_path / "results.md").unlink()
 
-    study.main(["--report-only", "--out", str(tmp_path)])  # seeds are strings after JSON
+    # Seeds are strings after JSON; no run directories under --runs: no progress table.
+    study.main(["--report-only", "--out", str(tmp_path), "--runs", str(tmp_path / "none")])
 
     assert (tmp_path / "results.md").read_text() == first
     assert '"sft-seed0": 393.0' in first  # the recorded wall time, not a re-measured one
@@ -82,3 +83,28 @@ def test_report_only_rebuilds_the_same_report_from_results_json(tmp_path: Path) 
     saved = json.loads((tmp_path / "results.json").read_text())
     assert saved["rows"][1]["held_out"]["success_rate"] == 8 / 64
     assert (tmp_path / "envtune_learning.png").stat().st_size > 0
+
+
+def test_final_progress_is_each_episodes_last_recorded_progress(tmp_path: Path) -> None:
+    from agentgym.core.trajectory import Step, Trajectory, TrajectoryStore
+
+    def episode(*progress: float | None) -> Trajectory:
+        steps = [Step(action="a", observation="o", reward=0.0, progress=p) for p in progress]
+        return Trajectory(env_id="agentgym/ToolUse-v0", task_id="t", steps=steps)
+
+    path = tmp_path / "eval-3.jsonl"
+    with TrajectoryStore(path) as store:
+        store.append([episode(0.5, None), episode(None, None), episode(0.25, 1.0)])
+    assert _study().final_progress(path) == [0.5, 0.0, 1.0]
+
+
+def test_progress_lines_pool_every_seeds_episodes() -> None:
+    runs = _runs()
+    for by_seed in runs.values():
+        for seed, run in by_seed.items():
+            run["progress"] = {"held_out": [0.5, 0.5 * seed], "ood": [0.0, 1.0]}
+    lines = _study().progress_lines(runs)
+    assert lines[2] == "| method | held-out progress | out-of-distribution progress |"
+    # Held-out values 0.5, 0.0, 0.5, 0.5: mean 0.375; out of distribution 0, 1, 0, 1: 0.5.
+    assert lines[4].startswith("| SFT warm start | 0.375 [")
+    assert "| 0.500 [0.000, 1.000] |" in lines[4]  # the interval is clipped to [0, 1]
