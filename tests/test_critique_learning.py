@@ -8,30 +8,20 @@ be written from whatever runs have finished.
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import pytest
+from benchmark_modules import load_benchmark
 
 from agentgym.engines.base import Completion, Engine, SamplingParams
 
-ROOT = Path(__file__).resolve().parent.parent
-
 
 def _study() -> ModuleType:
-    spec = importlib.util.spec_from_file_location(
-        "critique_learning", ROOT / "benchmarks" / "critique_learning.py"
-    )
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses resolve their module by name
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("critique_learning")
 
 
 class CountingEngine(Engine):

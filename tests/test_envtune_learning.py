@@ -6,25 +6,16 @@ cover the report pieces whose mistakes would silently change its published numbe
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
+from benchmark_modules import load_benchmark
 
 
 def _study() -> ModuleType:
-    spec = importlib.util.spec_from_file_location(
-        "envtune_learning", ROOT / "benchmarks" / "envtune_learning.py"
-    )
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("envtune_learning")
 
 
 def _run(held: float, ood: float, updates: dict[int, Any] | None = None) -> dict[str, Any]:
