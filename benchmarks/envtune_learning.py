@@ -120,7 +120,9 @@ def share_start_evaluation(method: str, seed: int, args: argparse.Namespace) -> 
 def train(method: str, seed: int, args: argparse.Namespace) -> dict[str, Any]:
     """Run (or resume) one training run; its summary rows, ledger and wall time."""
     share_start_evaluation(method, seed, args)
-    overrides = [o.format(start=start_checkpoint(seed, args)) for o in METHODS[method]]
+    start = str(start_checkpoint(seed, args))
+    # str.replace, not str.format: the curriculum override is full of literal braces.
+    overrides = [o.replace("{start}", start) for o in METHODS[method]]
     command = [
         sys.executable, "-m", "agentgym.cli", "train", *ENV, *MEMORY, *SFT, *overrides,
         f"seed={seed}",
