@@ -130,17 +130,38 @@ def train(method: str, seed: int, args: argparse.Namespace) -> dict[str, Any]:
         f"progress={'true' if args.progress else 'false'}",
     ]  # fmt: skip
     print("$", " ".join(command[2:]), flush=True)
+    path = run_dir(method, seed, args)
+    phases_before = _ledger_length(path)
     started = time.perf_counter()
     if subprocess.run(command, check=False).returncode != 0:
         raise SystemExit(f"{method} seed {seed} failed")
-    path = run_dir(method, seed, args)
+    spent = time.perf_counter() - started
     ledger = [json.loads(line) for line in (path / "ledger.jsonl").read_text().splitlines()]
     return {
-        "seconds": round(time.perf_counter() - started, 1),
+        "seconds": _wall_seconds(path, spent if len(ledger) > phases_before else 0.0),
         "rows": json.loads((path / "summary.json").read_text())["rows"],
         "updates": {r["iteration"]: r["result"] for r in ledger if r["phase"] == "update"},
         "curriculum": {r["iteration"]: r["result"] for r in ledger if r["phase"] == "curriculum"},
     }
+
+
+def _ledger_length(path: Path) -> int:
+    ledger = path / "ledger.jsonl"
+    return len(ledger.read_text().splitlines()) if ledger.exists() else 0
+
+
+def _wall_seconds(path: Path, spent: float) -> float:
+    """A run's wall time over every invocation that did work (``study_seconds.json``).
+
+    Re-running the study resumes finished runs in seconds; without this record their wall
+    time would be reported as that resume's. A killed invocation's time is lost (a resumed
+    run reports the time of the invocations that finished it).
+    """
+    record = path / "study_seconds.json"
+    total = json.loads(record.read_text())["seconds"] if record.exists() else 0.0
+    total = round(total + spent, 1)
+    record.write_text(json.dumps({"seconds": total}) + "\n")
+    return total
 
 
 def evaluate_ood(method: str, seed: int, args: argparse.Namespace) -> dict[str, Any]:
