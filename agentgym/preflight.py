@@ -434,13 +434,19 @@ def check_command_line(command: str, config_name: str, overrides: Sequence[str])
     try:
         with initialize_config_module("agentgym.configs", version_base="1.3"):
             cfg = compose(config_name, overrides=list(overrides))
-            defaults = compose(config_name, overrides=_group_choices(overrides))
+            # The packaged defaults matter only to a run directory that already has a config.
+            resumed = (Path(str(cfg.run_dir)).expanduser() / RUN_CONFIG).is_file()
+            defaults = (
+                compose(config_name, overrides=_group_choices(overrides)) if resumed else None
+            )
     except (HydraException, OmegaConfBaseException) as exc:
         raise UsageError(str(exc).strip()) from None
     notes = []
     try:
-        container, packaged = (OmegaConf.to_container(c, resolve=True) for c in (cfg, defaults))
-        added = upgrade_stored_config(cfg.run_dir, command, container, packaged)  # type: ignore[arg-type]
+        added: list[str] = []
+        if defaults is not None:
+            container, packaged = (OmegaConf.to_container(c, resolve=True) for c in (cfg, defaults))
+            added = upgrade_stored_config(cfg.run_dir, command, container, packaged)  # type: ignore[arg-type]
         if added:
             notes.append(
                 f"run_dir={cfg.run_dir} was started before agentgym had "

@@ -47,6 +47,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from agentgym.core.durable import write_json_atomic
 from agentgym.evaluation import wilson_interval
 
 ENV = [
@@ -160,7 +161,7 @@ def _wall_seconds(path: Path, spent: float) -> float:
     record = path / "study_seconds.json"
     total = json.loads(record.read_text())["seconds"] if record.exists() else 0.0
     total = round(total + spent, 1)
-    record.write_text(json.dumps({"seconds": total}) + "\n")
+    write_json_atomic(record, {"seconds": total})  # a kill mid-write keeps the old total
     return total
 
 
