@@ -74,6 +74,7 @@ from typing import Any
 
 from agentgym.engines.base import Completion, Engine, SamplingParams
 from agentgym.evaluation import wilson_interval
+from agentgym.trainers.run import completed_phases
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -388,22 +389,13 @@ def share_base_evaluation(name: str, seed: int, args: argparse.Namespace) -> Non
         store.append(episodes)
 
 
-def ledger(path: Path) -> list[dict[str, Any]]:
-    records = []
-    for line in (path / "ledger.jsonl").read_text().splitlines():
-        try:
-            records.append(json.loads(line))
-        except json.JSONDecodeError:
-            continue
-    return records
-
-
 def rft_budget(seed: int, protocol: Protocol, args: argparse.Namespace) -> int:
     """K' = K + ceil(the critique run's refinement samples per training task)."""
-    refine = [
-        r["result"] for r in ledger(run_dir("critique", seed, args)) if r["phase"] == "refine"
-    ]
-    extra = refine[-1]["refinement_samples"] if refine else 0
+    critique = run_dir("critique", seed, args)
+    refine = [r["result"] for r in completed_phases(critique) if r["phase"] == "refine"]
+    if not refine:  # an RFT budget of K would silently break the equal-budget comparison
+        raise SystemExit(f"rft seed {seed}: the critique run ({critique}) must refine first")
+    extra = refine[-1]["refinement_samples"]
     return protocol.samples_per_task + math.ceil(extra / protocol.train_tasks)
 
 
@@ -444,7 +436,7 @@ FINAL_PHASE = {"critique": "eval", "rft": "eval", "critic": "critic_eval"}
 
 def training_result(path: Path, seconds: float | None) -> dict[str, Any]:
     """A finished training run's summary rows, sampled budget and ledger phases."""
-    phases = ledger(path)
+    phases = completed_phases(path)
     command = path / "command.json"
     return {
         "seconds": seconds,
@@ -705,8 +697,8 @@ def report_finished(
             finished += len(found) == len(names)
             continue
         path = run_dir(name, seed, args)
-        done = (path / "ledger.jsonl").exists() and any(
-            r["phase"] == FINAL_PHASE[name] and r["iteration"] == 1 for r in ledger(path)
+        done = any(
+            r["phase"] == FINAL_PHASE[name] and r["iteration"] == 1 for r in completed_phases(path)
         )
         if done and (path / "summary.json").exists():
             result = training_result(path, seconds.get(f"{kind}-{name}-seed{seed}"))

@@ -49,6 +49,7 @@ from typing import Any
 
 from agentgym.core.durable import write_json_atomic
 from agentgym.evaluation import wilson_interval
+from agentgym.trainers.run import completed_phases
 
 ENV = [
     "env=tooluse", "env.kwargs.difficulty=easy", "env.kwargs.categories=[base]",
@@ -132,23 +133,18 @@ def train(method: str, seed: int, args: argparse.Namespace) -> dict[str, Any]:
     ]  # fmt: skip
     print("$", " ".join(command[2:]), flush=True)
     path = run_dir(method, seed, args)
-    phases_before = _ledger_length(path)
+    phases_before = len(completed_phases(path))
     started = time.perf_counter()
     if subprocess.run(command, check=False).returncode != 0:
         raise SystemExit(f"{method} seed {seed} failed")
     spent = time.perf_counter() - started
-    ledger = [json.loads(line) for line in (path / "ledger.jsonl").read_text().splitlines()]
+    ledger = completed_phases(path)
     return {
         "seconds": _wall_seconds(path, spent if len(ledger) > phases_before else 0.0),
         "rows": json.loads((path / "summary.json").read_text())["rows"],
         "updates": {r["iteration"]: r["result"] for r in ledger if r["phase"] == "update"},
         "curriculum": {r["iteration"]: r["result"] for r in ledger if r["phase"] == "curriculum"},
     }
-
-
-def _ledger_length(path: Path) -> int:
-    ledger = path / "ledger.jsonl"
-    return len(ledger.read_text().splitlines()) if ledger.exists() else 0
 
 
 def _wall_seconds(path: Path, spent: float) -> float:
@@ -200,8 +196,7 @@ def progress_of(method: str, seed: int, args: argparse.Namespace) -> dict[str, l
     """Final progress of every episode of a run's last held-out evaluation and of its
     out-of-distribution evaluation (an exploratory measure: see ``progress_lines``)."""
     path = run_dir(method, seed, args)
-    ledger = [json.loads(line) for line in (path / "ledger.jsonl").read_text().splitlines()]
-    last_eval = max(r["iteration"] for r in ledger if r["phase"] == "eval")
+    last_eval = max(r["iteration"] for r in completed_phases(path) if r["phase"] == "eval")
     return {
         "held_out": final_progress(path / "trajectories" / f"eval-{last_eval}.jsonl"),
         "ood": final_progress(path / "ood-eval" / "trajectories.jsonl"),
@@ -350,10 +345,15 @@ def main(argv: Sequence[str] | None = None) -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     if args.report_only:
+        if not (out / "results.json").is_file():
+            raise SystemExit(
+                f"--report-only rebuilds the report from {out / 'results.json'}, which does "
+                "not exist: run the study first, or pass the --out that holds it"
+            )
         saved = json.loads((out / "results.json").read_text())
         for method, by_seed in saved["runs"].items():
             for seed, run in by_seed.items():
-                if (run_dir(method, int(seed), args) / "ledger.jsonl").exists():
+                if completed_phases(run_dir(method, int(seed), args)):
                     run["progress"] = progress_of(method, int(seed), args)
         write_report(table(saved["runs"]), saved["meta"], saved["runs"], out)
         print((out / "results.md").read_text())

@@ -11,6 +11,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+import pytest
 from benchmark_modules import load_benchmark
 
 
@@ -99,3 +100,8 @@ def test_progress_lines_pool_every_seeds_episodes() -> None:
     # Held-out values 0.5, 0.0, 0.5, 0.5: mean 0.375; out of distribution 0, 1, 0, 1: 0.5.
     assert lines[4].startswith("| SFT warm start | 0.375 [")
     assert "| 0.500 [0.000, 1.000] |" in lines[4]  # the interval is clipped to [0, 1]
+
+
+def test_report_only_without_results_names_the_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(SystemExit, match=r"results\.json, which does not exist: run the study"):
+        _study().main(["--report-only", "--out", str(tmp_path)])

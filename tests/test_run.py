@@ -24,6 +24,7 @@ from agentgym.trainers.run import (
     ConfigMismatchError,
     RunDir,
     RunDirBusyError,
+    completed_phases,
 )
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -59,6 +60,18 @@ def test_ledger_round_trip_and_resume(tmp_path: Path) -> None:
     lines = (tmp_path / "ledger.jsonl").read_text().splitlines()
     assert len(lines) == 3
     assert {"phase", "iteration", "result", "time"} <= set(json.loads(lines[0]))
+
+
+def test_completed_phases_reads_a_live_run_up_to_its_last_commit(tmp_path: Path) -> None:
+    assert completed_phases(tmp_path / "not-started") == []
+    with _open(tmp_path) as run:  # the writer holds the directory while a report reads it
+        run.mark_done("rollout", 1, {"episodes": 8})
+        with open(tmp_path / "ledger.jsonl", "ab") as file:
+            file.write(b'{"phase": "train", "iteration": 1, "res')  # a write in progress
+        assert [(r["phase"], r["result"]) for r in completed_phases(tmp_path)] == [
+            ("rollout", {"episodes": 8})
+        ]
+    assert not (tmp_path / "ledger.torn").exists()  # the reader repaired nothing
 
 
 def test_mark_done_rejects_bad_input_without_writing(tmp_path: Path) -> None:

@@ -68,7 +68,7 @@ from agentgym.trainers.run.checkpoints import (
     TRAINER_STATE_FILE,
 )
 from agentgym.trainers.run.config import RESUMABLE_KEYS, ConfigMismatchError
-from agentgym.trainers.run.directory import RunDir, RunDirBusyError
+from agentgym.trainers.run.directory import RunDir, RunDirBusyError, completed_phases
 
 __all__ = [
     "ADAPTER_FOLDER",
@@ -78,4 +78,5 @@ __all__ = [
     "ConfigMismatchError",
     "RunDir",
     "RunDirBusyError",
+    "completed_phases",
 ]

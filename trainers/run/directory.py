@@ -442,3 +442,19 @@ class RunDir:
     def __repr__(self) -> str:
         state = "closed" if self._closed else ("readonly" if self.readonly else "writable")
         return f"RunDir({str(self.path)!r}, {len(self._ledger)} phases done, {state})"
+
+
+def completed_phases(path: str | os.PathLike) -> list[dict[str, Any]]:
+    """The ledger of a run directory, read without taking it: every completed phase.
+
+    For scripts that report on runs (the learning studies); a run still being written is
+    read up to its last commit, a torn final entry left out. A directory that does not exist
+    yet has no completed phases.
+
+    >>> completed_phases("runs/never-started")
+    []
+    """
+    if not Path(path).is_dir():
+        return []
+    with RunDir(path, readonly=True, tensorboard=False) as run:
+        return run.ledger()
